@@ -1,0 +1,108 @@
+"""Fixtures: a real sandbox on loopback, an app wired to it, a client, a CLI
+runner, and ``auth`` so tests say ``auth.login("finance")``."""
+from __future__ import annotations
+
+import pytest
+
+from webapp import create_app
+from webapp.sandbox import Sandbox
+from webapp.sandbox.server import RateLimiter
+
+from .support.faultserver import FaultServer
+
+DEMO_PASSWORD = "demo"
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server(tmp_path_factory):
+    sandbox = Sandbox(tmp_path_factory.mktemp("sandbox") / "state.json").start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(_sandbox_server):
+    """The sandbox, reset to the demo account, its call log and rate window emptied."""
+    _sandbox_server.state.reset()
+    _sandbox_server.calls.clear()
+    _sandbox_server.limiter = RateLimiter(60)
+    _sandbox_server.outage = False
+    yield _sandbox_server
+    _sandbox_server.outage = False
+
+
+def make_app(tmp_path, **overrides):
+    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "INSTANCE_PATH": str(tmp_path),
+              "DATABASE_URL": f"sqlite:///{tmp_path / 'test.db'}"}
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app(tmp_path, sandbox):
+    """The dashboard in sandbox mode against the shared sandbox, CSRF off."""
+    return make_app(tmp_path, SANDBOX=sandbox)
+
+
+@pytest.fixture
+def csrf_app(tmp_path, sandbox):
+    """The same, with CSRF on (as in production)."""
+    return make_app(tmp_path, SANDBOX=sandbox, WTF_CSRF_ENABLED=True)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, role="finance", password=DEMO_PASSWORD, follow=False):
+        email = role if "@" in role else f"{role}@demo.test"
+        return self._client.post("/signin", data={"email": email, "password": password},
+                                 follow_redirects=follow)
+
+    def logout(self):
+        return self._client.post("/signout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture
+def fault_server():
+    server = FaultServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fault_app(tmp_path, fault_server):
+    """The dashboard against the misbehaving server, as against a real API key."""
+    from webapp.users.service import create_user
+    from webapp.extensions import db
+
+    app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_test_fault",
+                   BILLING_CACHE_TTL="0", UPSTREAM_DEADLINE="3", UPSTREAM_CONNECT_TIMEOUT="1",
+                   BREAKER_THRESHOLD="100")
+    with app.app_context():
+        for role in ("viewer", "finance", "admin"):
+            create_user(f"{role}@example.com", role, "correct-horse-battery")
+    return app
+
+
+@pytest.fixture
+def fault_client(fault_app):
+    client = fault_app.test_client()
+    client.post("/signin", data={"email": "admin@example.com",
+                                 "password": "correct-horse-battery"})
+    return client

@@ -1,0 +1,156 @@
+"""The Usage & Billing dashboard for WithGiga accounts.
+
+``create_app`` reads like a table of contents: each ``register_*`` below
+wires one concern, in the order a request meets them.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask, redirect, url_for
+
+from .settings import ConfigError, load_settings
+
+__all__ = ["create_app", "ConfigError"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build the app from the environment plus ``overrides`` (tests pass a dict).
+
+    Raises ``ConfigError`` when a setting is missing or malformed.
+    """
+    settings = load_settings(overrides=overrides)
+    app = Flask(__name__, template_folder="../templates", static_folder="../static",
+                instance_path=settings["INSTANCE_PATH"])
+    app.config.update(settings)
+    configure_logging(app)
+    register_sandbox(app)
+    register_extensions(app)
+    register_upstream(app)
+    register_security(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    init_database(app)
+    return app
+
+
+def configure_logging(app):
+    """One log format on stderr; the API key is never logged anywhere."""
+    from flask.logging import default_handler
+
+    app.logger.removeHandler(default_handler)  # root's handler prints it already
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_sandbox(app):
+    """With no API key, start (or adopt) the built-in sandbox and point the client at it."""
+    if not app.config["SANDBOX_MODE"]:
+        app.config["CHECKOUT_ALLOWED_ORIGINS"] = ()
+        return
+    from .sandbox import Sandbox
+
+    sandbox = app.config.get("SANDBOX")
+    if sandbox is None:
+        sandbox = Sandbox(app.config["SANDBOX_STATE_PATH"],
+                          port=app.config["SANDBOX_PORT"]).start()
+        app.config["SANDBOX"] = sandbox
+    app.config["GIGA_API_URL"] = sandbox.url
+    app.config["GIGA_API_KEY"] = sandbox.api_key
+    # the sandbox checkout page is on loopback over http: allowed here, and only here
+    app.config["CHECKOUT_ALLOWED_ORIGINS"] = (sandbox.origin,)
+
+    @app.before_request
+    def tell_sandbox_where_to_return():
+        sandbox.return_url = url_for("billing.dashboard", _external=True)
+
+
+def register_extensions(app):
+    from .auth.sessions import init_login
+    from .extensions import csrf, db
+
+    db.init_app(app)
+    csrf.init_app(app)
+    init_login(app)
+
+
+def register_upstream(app):
+    """One client and one gateway per app; views reach them through ``app.extensions``."""
+    from .gateway import BillingGateway
+    from .giga import GigaClient
+    from .store import MemoryStore
+
+    client = GigaClient(app.config["GIGA_API_URL"], app.config["GIGA_API_KEY"],
+                        connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT"],
+                        total_timeout=app.config["UPSTREAM_DEADLINE"])
+    store = app.config.get("STORE") or MemoryStore()
+    app.extensions["giga_store"] = store
+    app.extensions["giga_gateway"] = BillingGateway(
+        client, store,
+        billing_ttl=app.config["BILLING_CACHE_TTL"],
+        plans_ttl=app.config["PLANS_CACHE_TTL"],
+        stale_max_age=app.config["STALE_MAX_AGE"],
+        budget_per_minute=app.config["UPSTREAM_BUDGET_PER_MINUTE"],
+        get_retries=app.config["UPSTREAM_GET_RETRIES"],
+        breaker_threshold=app.config["BREAKER_THRESHOLD"],
+        breaker_cooldown=app.config["BREAKER_COOLDOWN"])
+
+
+def register_security(app):
+    from .security import init_security
+
+    init_security(app)
+
+
+def register_blueprints(app):
+    from .audit import bp as audit_bp
+    from .auth import bp as auth_bp
+    from .billing import bp as billing_bp
+    from .users import bp as users_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(billing_bp)
+    app.register_blueprint(audit_bp)
+    app.register_blueprint(users_bp)
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("billing.dashboard"))
+
+
+def register_errorhandlers(app):
+    from .errors import init_errorhandlers
+
+    init_errorhandlers(app)
+
+
+def register_template_helpers(app):
+    from .formatting import init_formatting
+
+    init_formatting(app)
+
+
+def register_commands(app):
+    from .users.cli import users_cli
+
+    app.cli.add_command(users_cli)
+
+
+def init_database(app):
+    """Create missing tables; seed demo users in sandbox mode, remove them otherwise."""
+    from .users.service import sync_demo_users
+    from .extensions import db
+
+    with app.app_context():
+        db.create_all()
+        seeded = sync_demo_users(app.config["SANDBOX_MODE"])
+    if seeded and not app.config["TESTING"]:
+        print("\n  Sandbox mode: no GIGA_API_KEY set, so the dashboard talks to a built-in\n"
+              f"  billing API at {app.config['GIGA_API_URL']} (no real money).\n"
+              "  Sign in as admin@demo.test, finance@demo.test or viewer@demo.test,\n"
+              "  password: demo\n", file=sys.stderr, flush=True)

@@ -1,0 +1,125 @@
+"""Starting a checkout, exactly once, with the attempt on record first.
+
+Order matters: role and input are checked by the view; here the per-user
+limit is applied, a ``pending`` audit row keyed by the form's one-time
+token is committed, upstream is called once, the checkout URL is checked
+against the allowlist, the row is settled, and only then is the browser
+sent away. A replayed form finds its earlier row and starts nothing new.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import current_app, redirect
+from flask_login import current_user
+
+from ..audit import service as audit
+from ..errors import render_error, render_upstream_error
+from ..giga import ConnectionFailed, GigaError, Timeout
+from ..security import checkout_url_allowed
+from .overview import deadline, gateway
+
+log = logging.getLogger(__name__)
+
+SENT = "sent to checkout"
+PENDING_WAIT_SECONDS = 5.0
+
+
+def allowed(url) -> bool:
+    cfg = current_app.config
+    return checkout_url_allowed(url, cfg["CHECKOUT_ALLOWED_HOSTS"],
+                                cfg["CHECKOUT_ALLOWED_ORIGINS"])
+
+
+def start_checkout(action, call, *, nonce, **fields):
+    """Run ``call(deadline=...)`` (subscribe or recharge) for the current user and
+    answer with a 303 to checkout or a page that says why not."""
+    store = current_app.extensions["giga_store"]
+    try:
+        entry, earlier = audit.claim(action, nonce, **fields)
+    except audit.AuditWriteError:
+        return _not_recorded()
+    if earlier is not None:
+        return _replayed(earlier)
+
+    taken, wait = store.take(f"actions:{current_user.id}",
+                             current_app.config["ACTIONS_PER_MINUTE"], 60)
+    if not taken:
+        return _settle_or_fail(entry, "refused: too many attempts", lambda: render_error(
+            429, "Too many checkouts", "You started several checkouts in the last minute. "
+            "Wait a moment, check your balance, then try again.", retry_after=int(wait) + 1))
+
+    try:
+        checkout = gateway().post(call, deadline())
+    except (Timeout, ConnectionFailed) as exc:
+        if exc.never_sent:
+            return _upstream_failed(entry, exc)
+        # the request may have been acted on: say so, and never retry it blindly
+        how = "timeout" if isinstance(exc, Timeout) else "connection lost"
+        log.warning("%s status unknown after %s (user %s)", action, how, current_user.email)
+        return _settle_or_fail(entry, f"status unknown: {how}", lambda: render_error(
+            504, "Status unknown",
+            "The billing service did not answer in full, so we cannot tell whether a checkout "
+            "was started. Nothing was retried. Check your balance before trying again.",
+            error=exc), request_id=exc.request_id)
+    except GigaError as exc:
+        return _upstream_failed(entry, exc)
+
+    if not allowed(checkout.checkout_url):
+        log.error("refused checkout redirect to %r (user %s)", checkout.checkout_url[:200],
+                  current_user.email)
+        return _settle_or_fail(entry, "refused: checkout host not allowed", lambda: render_error(
+            502, "Checkout address refused",
+            "The billing service sent a checkout address that is not on this dashboard's list "
+            "of allowed payment pages, so you were not sent there. Nothing was paid. "
+            "Tell your administrator."), request_id=checkout.request_id,
+            detail=checkout.checkout_url[:500])
+
+    try:
+        audit.settle(entry, SENT, request_id=checkout.request_id,
+                     checkout_url=checkout.checkout_url)
+    except audit.AuditWriteError:
+        return _not_recorded()
+    gateway().forget_billing()
+    return redirect(checkout.checkout_url, 303)
+
+
+def _upstream_failed(entry, exc: GigaError):
+    outcome = f"upstream error: {exc.code or type(exc).__name__}"
+    note = ("Nothing was sent, so nothing was charged." if exc.never_sent or exc.status
+            else "Check your balance before trying again.")
+    return _settle_or_fail(entry, outcome, lambda: render_upstream_error(exc, action_note=note),
+                           request_id=exc.request_id)
+
+
+def _settle_or_fail(entry, outcome, respond, **fields):
+    try:
+        audit.settle(entry, outcome, **fields)
+    except audit.AuditWriteError:
+        return _not_recorded()
+    return respond()
+
+
+def _not_recorded():
+    return render_error(500, "Not sent to checkout",
+                        "The dashboard could not record this action in the audit trail, so it "
+                        "did not send you to checkout. Nothing was charged. Try again shortly.")
+
+
+def _replayed(earlier):
+    """A form submitted twice: follow the first attempt, never start a second."""
+    waited_until = time.monotonic() + PENDING_WAIT_SECONDS
+    while earlier.outcome == "pending" and time.monotonic() < waited_until:
+        time.sleep(0.1)
+        earlier = audit.reload(earlier.id)
+    if earlier.user_email == current_user.email and earlier.outcome == SENT \
+            and allowed(earlier.checkout_url):
+        return redirect(earlier.checkout_url, 303)
+    if earlier.outcome == "pending":
+        message = ("This form is already being processed. Check your balance in a minute "
+                   "before trying again.")
+    else:
+        message = (f"This form was already submitted (outcome: {earlier.outcome}). Nothing new "
+                   "was started. Reload the billing page to try again.")
+    return render_error(409, "Already submitted", message)

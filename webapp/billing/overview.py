@@ -1,0 +1,85 @@
+"""What the billing page shows, assembled from the two upstream reads."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from flask import current_app
+
+from ..gateway import BillingGateway, Reading
+from ..giga import Billing, GigaError, Plan
+from .forecast import Forecast, forecast
+
+
+def gateway() -> BillingGateway:
+    return current_app.extensions["giga_gateway"]
+
+
+def deadline() -> float:
+    """The wall-clock limit for this page's upstream calls, well under a worker's timeout."""
+    return time.monotonic() + current_app.config["UPSTREAM_DEADLINE"]
+
+
+@dataclass
+class Overview:
+    billing: Billing
+    fetched_at: datetime
+    stale_error: GigaError | None
+    plans: list[Plan] = field(default_factory=list)
+    plans_error: GigaError | None = None
+    current_plan: Plan | None = None
+    forecast: Forecast | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_error is not None
+
+    @property
+    def gauge_max(self) -> Decimal | None:
+        """The plan's monthly credits, or None when custom or unknown (no invented denominator)."""
+        plan = self.current_plan
+        if plan is None or isinstance(plan.monthly_credits, str) or plan.monthly_credits <= 0:
+            return None
+        return plan.monthly_credits
+
+    @property
+    def gauge_percent(self) -> int | None:
+        if self.gauge_max is None:
+            return None
+        share = self.billing.plan_credits_remaining / self.gauge_max * 100
+        return int(max(Decimal(0), min(Decimal(100), share)).to_integral_value())
+
+    def direction(self, plan: Plan) -> str:
+        """"upgrade", "downgrade" or "change" from the current plan to ``plan``."""
+        return plan_direction(self.current_plan, plan)
+
+
+def plan_direction(current: Plan | None, target: Plan) -> str:
+    if current is None or isinstance(current.price, str) or isinstance(target.price, str):
+        return "change"
+    if target.price != current.price:
+        return "upgrade" if target.price > current.price else "downgrade"
+    a, b = current.monthly_credits, target.monthly_credits
+    if isinstance(a, str) or isinstance(b, str) or a == b:
+        return "change"
+    return "upgrade" if b > a else "downgrade"
+
+
+def load_overview(*, fresh=False) -> Overview:
+    """Read billing and plans together. Raises ``GigaError`` when billing cannot be shown."""
+    billing, plans = gateway().both(deadline(), fresh_billing=fresh)
+    if isinstance(billing, GigaError):
+        raise billing
+    overview = Overview(billing=billing.value, fetched_at=billing.fetched_at,
+                        stale_error=billing.error if billing.stale else None)
+    if isinstance(plans, GigaError):
+        overview.plans_error = plans
+    else:
+        overview.plans = plans.value
+        overview.current_plan = next((p for p in plans.value if p.id == billing.value.plan), None)
+    if overview.current_plan is not None or overview.plans_error is None:
+        overview.forecast = forecast(billing.value, overview.current_plan,
+                                     datetime.now(timezone.utc))
+    return overview

@@ -1,0 +1,128 @@
+import secrets
+
+from flask import abort, current_app, render_template, request
+from flask_login import current_user
+
+from ..audit import service as audit
+from ..auth.roles import permission_required
+from ..errors import render_error, render_upstream_error
+from ..giga import GigaError
+from . import bp
+from .actions import start_checkout
+from .amount import range_text
+from .forms import ChangePlanForm, TopUpForm
+from .overview import gateway, load_overview
+
+PRESETS = ("25", "50", "100", "500")
+RETURN_NOTICES = {
+    "success": ("success", "Thank you. Your payment is being processed; new credit or a new "
+                "plan can take a moment to appear. The figures below were just read fresh."),
+    "cancel": ("info", "Checkout was cancelled. Nothing was charged and your balance is "
+               "unchanged."),
+}
+
+
+def _new_nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
+    """The billing page; an upstream fault on the balance read gets the error page."""
+    try:
+        overview = load_overview(fresh=fresh)
+    except GigaError as exc:
+        return render_upstream_error(exc)
+    if form is None:
+        form = TopUpForm(formdata=None)
+        amount = request.args.get("amount", "")
+        form.amount.data = amount if amount in PRESETS else ""
+    form.nonce.data = _new_nonce()
+    cfg = current_app.config
+    presets = [p for p in PRESETS if cfg["RECHARGE_MIN"] <= int(p) <= cfg["RECHARGE_MAX"]]
+    return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
+                           presets=presets,
+                           amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"])
+                           ), status
+
+
+@bp.get("")
+@permission_required("view")
+def dashboard():
+    outcome = request.args.get("checkout")
+    notice = RETURN_NOTICES.get(outcome)
+    # back from checkout: the cached balance is known to be old
+    return render_dashboard(fresh=notice is not None, notice=notice)
+
+
+def _refuse_top_up(*_args, **_kw):
+    audit.record(audit.TOP_UP, "refused: role", detail="role may not top up")
+
+
+@bp.post("/topup")
+@permission_required("topup", on_refusal=_refuse_top_up)
+def top_up():
+    form = TopUpForm()
+    if not form.validate():
+        errors = "; ".join(e for errs in form.errors.values() for e in errs)
+        audit.record(audit.TOP_UP, "refused: invalid input", detail=errors[:500])
+        return render_dashboard(form, status=422)
+    amount = form.decimal
+    return start_checkout(audit.TOP_UP, lambda deadline: gateway().client.recharge(
+        amount, deadline=deadline), nonce=form.nonce.data, amount=amount)
+
+
+def _plan_change_context(plan_id):
+    """``(overview, target plan)`` for a plan change, or an error response to return."""
+    try:
+        overview = load_overview()
+    except GigaError as exc:
+        return None, None, render_upstream_error(exc)
+    if overview.plans_error is not None:
+        return None, None, render_upstream_error(overview.plans_error)
+    target = next((p for p in overview.plans if p.id == plan_id), None)
+    if target is None:
+        abort(404)
+    if target.id == overview.billing.plan:
+        return None, None, render_error(400, "Already on this plan",
+                                        f"The account is already on {target.name}.")
+    if target.is_custom_priced:
+        return None, None, render_error(400, "Contact sales",
+                                        f"{target.name} has custom pricing and is not sold "
+                                        "through checkout. Contact WithGiga sales to change to "
+                                        "it.")
+    return overview, target, None
+
+
+def _refuse_plan_change(plan_id):
+    if request.method == "POST":
+        audit.record(audit.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
+                     detail="role may not change plan")
+
+
+@bp.get("/plans/<plan_id>")
+@permission_required("change_plan", on_refusal=_refuse_plan_change)
+def confirm_plan(plan_id):
+    overview, target, failure = _plan_change_context(plan_id)
+    if failure:
+        return failure
+    form = ChangePlanForm(formdata=None)
+    form.nonce.data = _new_nonce()
+    return render_template("billing/confirm.html", o=overview, target=target, form=form,
+                           direction=overview.direction(target))
+
+
+@bp.post("/plans/<plan_id>")
+@permission_required("change_plan", on_refusal=_refuse_plan_change)
+def change_plan(plan_id):
+    form = ChangePlanForm()
+    if not form.validate():
+        audit.record(audit.PLAN_CHANGE, "refused: invalid input", plan_to=plan_id[:200],
+                     detail="; ".join(e for errs in form.errors.values() for e in errs)[:500])
+        return render_error(400, "Form not accepted", "This form is missing its one-time "
+                            "token. Go back, reload the page and try again.")
+    overview, target, failure = _plan_change_context(plan_id)
+    if failure:
+        return failure
+    return start_checkout(audit.PLAN_CHANGE, lambda deadline: gateway().client.subscribe(
+        target.id, deadline=deadline), nonce=form.nonce.data,
+        plan_from=overview.billing.plan, plan_to=target.id)

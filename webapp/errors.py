@@ -1,0 +1,103 @@
+"""One way to render every error page, for HTTP errors and upstream faults alike.
+
+No error reaches a user as a traceback: anything unexpected is logged and
+answered with a plain 500 page.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from .giga import (AuthenticationError, BadResponse, ConnectionFailed, GigaError,
+                   PermissionDenied, RateLimited, ServerError, Timeout, Unavailable)
+
+log = logging.getLogger(__name__)
+
+TITLES = {400: "Bad request", 403: "Not allowed", 404: "Page not found",
+          405: "Method not allowed", 409: "Already submitted", 413: "Too large",
+          429: "Too many requests", 500: "Something went wrong"}
+MESSAGES = {
+    403: "Your role does not allow this. Ask an account admin if you need it.",
+    404: "There is nothing at this address.",
+    405: "This page cannot be used that way.",
+    413: "The form sent far more data than it should.",
+    429: "Too many requests. Wait a minute and try again.",
+    500: "The dashboard failed on its side. Nothing was sent to checkout. Try again; "
+         "if it keeps happening, tell your administrator.",
+}
+
+
+def render_error(status, title=None, message=None, *, retry_after=None, error=None,
+                 headers=None):
+    """The one error page: a title, plain words, and upstream details when there are any."""
+    body = render_template("errors/error.html", status=status,
+                           title=title or TITLES.get(status, "Error"),
+                           message=message or MESSAGES.get(status, ""),
+                           retry_after=retry_after, error=error)
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return body, status, headers
+
+
+def describe_upstream(exc: GigaError) -> tuple[int, str, str]:
+    """``(status, title, plain message)`` for an upstream fault."""
+    if isinstance(exc, AuthenticationError):
+        return (502, "Billing is unavailable",
+                "The billing service does not accept this dashboard's API key (it is missing, "
+                "malformed or revoked). An administrator needs to set a valid GIGA_API_KEY.")
+    if isinstance(exc, PermissionDenied):
+        return (502, "Billing is unavailable",
+                "The billing service refused: this dashboard's API key lacks permission "
+                "for billing.")
+    if isinstance(exc, RateLimited):
+        return (503, "The billing service is busy",
+                "Too many requests reached the billing service from this account.")
+    if isinstance(exc, Unavailable):
+        return 503, "The billing service is paused", exc.message
+    if isinstance(exc, Timeout):
+        return 504, "The billing service is not answering", exc.message
+    if isinstance(exc, ConnectionFailed):
+        return 502, "The billing service is not reachable", exc.message
+    if isinstance(exc, BadResponse):
+        return (502, "The billing service sent something unexpected",
+                exc.message + " Nothing was changed.")
+    if isinstance(exc, ServerError):
+        return (502, "The billing service had a problem",
+                f"The billing service failed (HTTP {exc.status or 'error'}).")
+    return (502, "The billing service refused the request", "The billing service said no.")
+
+
+def render_upstream_error(exc: GigaError, *, action_note=None):
+    """The error page for an upstream fault, with its requestId and when to retry."""
+    status, title, message = describe_upstream(exc)
+    if action_note:
+        message = f"{message} {action_note}"
+    return render_error(status, title, message, retry_after=exc.retry_after, error=exc)
+
+
+def init_errorhandlers(app):
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_error(400, "This form has expired",
+                            "The form was not sent from this dashboard or its security token "
+                            "expired. Nothing was done. Go back, reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        if exc.code is None or exc.code < 400:
+            return exc
+        return render_error(exc.code)
+
+    @app.errorhandler(GigaError)
+    def upstream_error(exc):
+        log.warning("upstream fault: %r", exc)
+        return render_upstream_error(exc)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        log.exception("unhandled error")
+        return render_error(500)

@@ -1,0 +1,123 @@
+"""What the dashboard stores: users, their sign-in sessions, failed sign-ins,
+and the audit trail of billing actions."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from flask_login import UserMixin
+from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+ROLES = ("viewer", "finance", "admin")
+
+#: who may do what; the server checks this on every request
+PERMISSIONS = {
+    "view": {"viewer", "finance", "admin"},
+    "topup": {"finance", "admin"},
+    "change_plan": {"admin"},
+    "audit": {"finance", "admin"},
+    "users": {"admin"},
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(db.TypeDecorator):
+    """Timezone-aware UTC datetimes on SQLite (which drops the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_demo: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    #: the sign-in session this request came with (Flask-Login stores its id);
+    #: set per request, never stored
+    current_session_id = None
+
+    def set_password(self, password: str):
+        # werkzeug's default is scrypt with a random salt
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def can(self, permission: str) -> bool:
+        return self.role in PERMISSIONS[permission]
+
+    def get_id(self):
+        # Flask-Login keeps this in the cookie: a revocable session id, not the user id
+        return self.current_session_id
+
+
+class UserSession(db.Model):
+    """A server-side record of one sign-in; deleting it signs that cookie out."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True,
+                                    default=lambda: secrets.token_urlsafe(32))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(db.Model):
+    """One failed sign-in, for throttling by account and by client address."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_email_at", "email", "at"),
+                      Index("ix_login_failures_address_at", "address", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(db.Model):
+    """One attempt at a billing action, written before anyone is sent to checkout."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user_email: Mapped[str] = mapped_column(String(254))
+    user_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))  # "top-up" | "plan change"
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    plan_from: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    plan_to: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    checkout_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    #: the form's one-time token: a replayed form finds the first attempt
+    nonce: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)

@@ -1,0 +1,241 @@
+"""The built-in sandbox: the four billing endpoints and a checkout page,
+served over real HTTP on loopback so the dashboard and its tests talk to
+an upstream that behaves like the real one (auth, envelopes, error codes,
+the 60-requests-a-minute limit).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+from flask import Flask, Response, abort, redirect, render_template, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .state import PLANS, SandboxState, plan_by_id
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+STATIC = Path(__file__).resolve().parents[2] / "static"
+
+
+def _dumps(doc) -> str:
+    """JSON text in which a ``Decimal`` is written with all its digits as a number."""
+    if isinstance(doc, Decimal):
+        return format(doc, "f")
+    if isinstance(doc, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_dumps(v)}" for k, v in doc.items()) + "}"
+    if isinstance(doc, (list, tuple)):
+        return "[" + ", ".join(_dumps(v) for v in doc) + "]"
+    return json.dumps(doc)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """The sandbox's access log would drown the dashboard's own."""
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+class RateLimiter:
+    """A sliding one-minute window per key, as the contract describes."""
+
+    def __init__(self, per_minute):
+        self.per_minute = per_minute
+        self._hits = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def hit(self, key) -> tuple[bool, int, int]:
+        """Count one request; returns ``(allowed, remaining, retry_after_seconds)``."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits[key]
+            while hits and hits[0] <= now - 60:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                return False, 0, max(1, int(hits[0] + 60 - now + 0.999))
+            hits.append(now)
+            return True, self.per_minute - len(hits), 0
+
+
+class Sandbox:
+    """A running sandbox: ``start()`` it, read ``url`` and ``api_key``, ``stop()`` it."""
+
+    def __init__(self, state_path, *, api_key=None, host="127.0.0.1", port=0,
+                 rate_limit=60):
+        self.state = SandboxState(state_path)
+        self.api_key = api_key or "giga_sk_sandbox_" + secrets.token_hex(16)
+        self.host = host
+        self.port = port
+        self.limiter = RateLimiter(rate_limit)
+        #: where the checkout page sends the payer back (the dashboard sets it)
+        self.return_url: str | None = None
+        #: while True every API call answers 500, as during an outage
+        self.outage = False
+        #: every API call seen, as (method, path): tests count upstream calls
+        self.calls: list[tuple[str, str]] = []
+        self._server = None
+        self._thread = None
+        self.app = self._build_app()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> "Sandbox":
+        """Bind the loopback port and serve on a daemon thread."""
+        self._server = make_server(self.host, self.port, self.app, threaded=True,
+                                   request_handler=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="giga-sandbox", daemon=True)
+        self._thread.start()
+        log.info("sandbox billing API on %s", self.url)
+        return self
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        """The checkout page's origin, allowed as a redirect target in sandbox mode only."""
+        return self.url
+
+    def api_calls(self, path_prefix="/api/") -> int:
+        return sum(1 for _, p in self.calls if p.startswith(path_prefix))
+
+    # -- the HTTP app -----------------------------------------------------------
+
+    def _build_app(self) -> Flask:
+        app = Flask("giga_sandbox", template_folder=str(TEMPLATES), static_folder=str(STATIC))
+        sandbox = self
+
+        def envelope(data, status=200, rid=None):
+            resp = Response(_dumps({"success": True, "data": data}), status=status,
+                            mimetype="application/json")
+            resp.headers["X-Request-Id"] = rid or str(uuid.uuid4())
+            return resp
+
+        def error(status, code, message, hint=None, headers=None):
+            body = {"code": code, "message": message, "requestId": str(uuid.uuid4())}
+            if hint:
+                body["hint"] = hint
+            resp = Response(_dumps({"error": body}), status=status, mimetype="application/json")
+            resp.headers["X-Request-Id"] = body["requestId"]
+            for k, v in (headers or {}).items():
+                resp.headers[k] = v
+            return resp
+
+        @app.before_request
+        def gate():
+            if not request.path.startswith("/api/"):
+                return None
+            sandbox.calls.append((request.method, request.path))
+            auth = request.headers.get("Authorization", "")
+            if not auth:
+                return error(401, "UNAUTHORIZED", "No Authorization header.",
+                             "Send 'Authorization: Bearer giga_sk_...'.")
+            if not auth.startswith("Bearer ") or not secrets.compare_digest(
+                    auth[7:].encode(), sandbox.api_key.encode()):
+                return error(401, "INVALID_API_KEY", "The API key is malformed or revoked.")
+            allowed, remaining, retry = sandbox.limiter.hit(sandbox.api_key)
+            request.environ["giga.remaining"] = remaining
+            if not allowed:
+                return error(429, "RATE_LIMITED", "Over 60 requests per minute.",
+                             f"Retry after {retry} seconds.",
+                             {"Retry-After": str(retry), "X-RateLimit-Remaining": "0"})
+            if sandbox.outage:
+                return error(500, "INTERNAL_ERROR", "The billing service failed.")
+            return None
+
+        @app.after_request
+        def remaining(resp):
+            if "giga.remaining" in request.environ:
+                resp.headers["X-RateLimit-Remaining"] = str(request.environ["giga.remaining"])
+            return resp
+
+        @app.get("/api/billing")
+        def billing():
+            return envelope({"billing": sandbox.state.billing()})
+
+        @app.get("/api/billing/plans")
+        def plans():
+            return envelope({"plans": PLANS})
+
+        def json_body():
+            try:
+                doc = json.loads(request.get_data(as_text=True), parse_float=Decimal)
+            except ValueError:
+                return None
+            return doc if isinstance(doc, dict) else None
+
+        @app.post("/api/billing/subscribe")
+        def subscribe():
+            doc = json_body()
+            if doc is None or "planId" not in doc:
+                return error(400, "INVALID_REQUEST", "Body must be JSON with a planId.")
+            plan = plan_by_id(doc["planId"]) if isinstance(doc["planId"], str) else None
+            if plan is None:
+                return error(404, "RESOURCE_NOT_FOUND", "No such plan.", "planId")
+            if isinstance(plan["price"], str):
+                return error(400, "INVALID_FIELD", "This plan is sold by our sales team.",
+                             "planId: contact sales for a custom plan")
+            if plan["id"] == sandbox.state.billing()["plan"]:
+                return error(400, "INVALID_FIELD", "The account is already on this plan.",
+                             "planId")
+            cid = sandbox.state.open_checkout("subscribe", planId=plan["id"])
+            return envelope({"checkoutUrl": f"{sandbox.url}/checkout/{cid}"})
+
+        @app.post("/api/billing/recharge")
+        def recharge():
+            doc = json_body()
+            if doc is None or "amount" not in doc:
+                return error(400, "INVALID_REQUEST", "Body must be JSON with an amount.")
+            amount = doc["amount"]
+            if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)) \
+                    or Decimal(amount) <= 0 or Decimal(amount).as_tuple().exponent < -2:
+                return error(400, "INVALID_FIELD", "amount must be a positive number of USD.",
+                             "amount")
+            cid = sandbox.state.open_checkout("recharge", amount=str(Decimal(amount)))
+            return envelope({"checkoutUrl": f"{sandbox.url}/checkout/{cid}"})
+
+        @app.get("/checkout/<checkout_id>")
+        def checkout_page(checkout_id):
+            session = sandbox.state.checkout(checkout_id) or abort(404)
+            plan = plan_by_id(session.get("planId")) if session["kind"] == "subscribe" else None
+            return render_template("sandbox/checkout.html", session=session, plan=plan,
+                                   amount=Decimal(session.get("amount", "0")),
+                                   checkout_id=checkout_id, return_url=sandbox.return_url)
+
+        @app.post("/checkout/<checkout_id>/<any(pay, cancel):choice>")
+        def settle(checkout_id, choice):
+            session = sandbox.state.settle(checkout_id, pay=choice == "pay") or abort(404)
+            outcome = "success" if session["status"] == "paid" else "cancel"
+            if sandbox.return_url:
+                return redirect(f"{sandbox.return_url}?checkout={outcome}", 303)
+            return render_template("sandbox/checkout.html", session=session, plan=None,
+                                   amount=Decimal(session.get("amount", "0")),
+                                   checkout_id=checkout_id, return_url=None)
+
+        @app.after_request
+        def headers(resp):
+            if not request.path.startswith("/api/"):
+                resp.headers["Content-Security-Policy"] = (
+                    "default-src 'self'; script-src 'none'; object-src 'none'; "
+                    "base-uri 'none'; frame-ancestors 'none'; form-action *")
+                resp.headers["X-Content-Type-Options"] = "nosniff"
+            return resp
+
+        return app

@@ -1,0 +1,165 @@
+"""Settings from the environment, checked once at start-up.
+
+``load_settings`` returns a plain dict for ``app.config``; anything wrong
+raises ``ConfigError`` with a message that names the variable and says
+what it should be, so a bad deployment stops at start, not at the first
+customer.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from urllib.parse import urlsplit
+
+INSTANCE = Path(__file__).resolve().parent.parent / "instance"
+
+#: secrets people copy from tutorials; never acceptable in production
+WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test",
+                "secret-key", "secretkey", "please-change-me", "default"}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+DEFAULTS = {
+    "GIGA_API_URL": "https://api.withgiga.ai",
+    "GIGA_API_KEY": None,
+    "SECRET_KEY": None,
+    "CHECKOUT_ALLOWED_HOSTS": "checkout.stripe.com",
+    "RECHARGE_MIN": "5",
+    "RECHARGE_MAX": "10000",
+    "BILLING_CACHE_TTL": "30",
+    "PLANS_CACHE_TTL": "3600",
+    "STALE_MAX_AGE": "600",
+    "UPSTREAM_BUDGET_PER_MINUTE": "30",
+    "UPSTREAM_CONNECT_TIMEOUT": "3",
+    "UPSTREAM_DEADLINE": "8",
+    "UPSTREAM_GET_RETRIES": "2",
+    "BREAKER_THRESHOLD": "5",
+    "BREAKER_COOLDOWN": "30",
+    "ACTIONS_PER_MINUTE": "5",
+    "DATABASE_URL": None,
+    "SESSION_IDLE_MINUTES": "30",
+    "SESSION_MAX_HOURS": "12",
+    "LOGIN_MAX_FAILURES": "5",
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
+    "LOGIN_FAILURE_WINDOW_MINUTES": "15",
+    "TRUST_PROXY": "0",
+    "SANDBOX_PORT": "0",
+    "SANDBOX_STATE_PATH": None,
+}
+
+
+def _int(name, raw, minimum=0):
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _money(name, raw) -> Decimal:
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be an amount in USD like 5 or 12.50, got {raw!r}.") from None
+    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2:
+        raise ConfigError(f"{name} must be a positive amount with at most two decimals, "
+                          f"got {raw!r}.")
+    return value
+
+
+def _hosts(raw) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in str(raw).split(",") if h.strip())
+    for host in hosts:
+        if not host.replace("-", "").replace(".", "").isalnum() or not host.isascii():
+            raise ConfigError("CHECKOUT_ALLOWED_HOSTS must be a comma-separated list of host "
+                              f"names like checkout.stripe.com, got {host!r}.")
+    return hosts
+
+
+def _database_url(raw, instance: Path) -> str:
+    if not raw:
+        return f"sqlite:///{instance / 'dashboard.db'}"
+    # Heroku-style URLs name no driver; SQLAlchemy wants psycopg named
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def load_settings(environ=None, overrides=None) -> dict:
+    """Build the app's config from ``environ`` (default ``os.environ``) and ``overrides``.
+
+    Raises ``ConfigError`` naming the first bad setting.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    raw = {k: overrides.get(k, environ.get(k, v)) for k, v in DEFAULTS.items()}
+    testing = bool(overrides.get("TESTING", False))
+    instance = Path(overrides.get("INSTANCE_PATH", INSTANCE))
+
+    cfg = dict(overrides)
+    cfg["TESTING"] = testing
+    key = raw["GIGA_API_KEY"] or None
+    cfg["GIGA_API_KEY"] = key
+    cfg["SANDBOX_MODE"] = key is None
+    url = str(raw["GIGA_API_URL"]).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"GIGA_API_URL must be an http(s) URL, got {url!r}.")
+    if parts.scheme == "http" and not cfg["SANDBOX_MODE"] and not testing \
+            and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError("GIGA_API_URL must use https: the API key travels with every request.")
+    cfg["GIGA_API_URL"] = url
+
+    secret = raw["SECRET_KEY"]
+    if not cfg["SANDBOX_MODE"] and not testing:
+        if not secret:
+            raise ConfigError("SECRET_KEY is required when GIGA_API_KEY is set. Generate one "
+                              "with: python -c 'import secrets; print(secrets.token_hex(32))'")
+        if secret.lower() in WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"SECRET_KEY is too weak: use at least {MIN_SECRET_LENGTH} random "
+                              "characters (python -c 'import secrets; print(secrets.token_hex(32))').")
+    cfg["SECRET_KEY"] = secret or _sandbox_secret(instance, testing)
+
+    cfg["CHECKOUT_ALLOWED_HOSTS"] = _hosts(raw["CHECKOUT_ALLOWED_HOSTS"])
+    cfg["RECHARGE_MIN"] = _money("RECHARGE_MIN", raw["RECHARGE_MIN"])
+    cfg["RECHARGE_MAX"] = _money("RECHARGE_MAX", raw["RECHARGE_MAX"])
+    if cfg["RECHARGE_MAX"] < cfg["RECHARGE_MIN"]:
+        raise ConfigError("RECHARGE_MAX must not be below RECHARGE_MIN.")
+    for name in ("BILLING_CACHE_TTL", "PLANS_CACHE_TTL", "STALE_MAX_AGE", "UPSTREAM_GET_RETRIES",
+                 "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "TRUST_PROXY",
+                 "LOGIN_FAILURE_WINDOW_MINUTES", "SANDBOX_PORT"):
+        cfg[name] = _int(name, raw[name])
+    for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "BREAKER_COOLDOWN",
+                 "ACTIONS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                 "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE"):
+        cfg[name] = _int(name, raw[name], minimum=1)
+    if cfg["STALE_MAX_AGE"] > 3600:
+        raise ConfigError("STALE_MAX_AGE must be at most 3600 seconds: old figures mislead.")
+    cfg["SQLALCHEMY_DATABASE_URI"] = _database_url(raw["DATABASE_URL"], instance)
+    cfg["SANDBOX_STATE_PATH"] = raw["SANDBOX_STATE_PATH"] or str(instance / "sandbox-state.json")
+    cfg["INSTANCE_PATH"] = str(instance)
+    return cfg
+
+
+def _sandbox_secret(instance: Path, testing: bool) -> str:
+    """A random key kept under ``instance/`` so sandbox sessions survive a restart."""
+    if testing:
+        return secrets.token_hex(32)
+    path = instance / "sandbox-secret-key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        instance.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value

@@ -1,0 +1,60 @@
+"""``flask --app webapp users ...``: manage who can sign in."""
+import click
+from flask.cli import AppGroup
+
+from ..models import ROLES
+from . import service
+
+users_cli = AppGroup("users", help="Create, list, change and delete dashboard users.")
+
+
+def _fail(exc):
+    raise click.ClickException(str(exc))
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="viewer, finance or admin")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="prompted for when omitted")
+def create(email, role, password):
+    """Add a user who can sign in with EMAIL."""
+    try:
+        user = service.create_user(email, role, password)
+    except service.UserError as exc:
+        _fail(exc)
+    click.echo(f"Created {user.email} ({user.role}).")
+
+
+@users_cli.command("list")
+def list_():
+    """List users and their roles."""
+    users = service.list_users()
+    if not users:
+        click.echo("No users yet. Create the first admin with: "
+                   "flask --app webapp users create EMAIL --role admin")
+    for user in users:
+        click.echo(f"{user.email}\t{user.role}" + ("\t(demo)" if user.is_demo else ""))
+
+
+@users_cli.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(ROLES))
+def set_role(email, role):
+    """Give EMAIL a new ROLE (it applies on their next request)."""
+    try:
+        user = service.set_role(email, role)
+    except service.UserError as exc:
+        _fail(exc)
+    click.echo(f"{user.email} is now {user.role}.")
+
+
+@users_cli.command("delete")
+@click.argument("email")
+def delete(email):
+    """Remove EMAIL and sign them out everywhere."""
+    try:
+        service.delete_user(email)
+    except service.UserError as exc:
+        _fail(exc)
+    click.echo(f"Deleted {email.strip().lower()}.")

@@ -1,0 +1,69 @@
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from ..auth.roles import permission_required
+from ..extensions import db
+from ..models import User
+from . import bp, service
+from .forms import DeleteForm, NewUserForm, RoleForm
+
+
+def _page(form=None, status=200):
+    users = service.list_users()
+    role_forms = {u.id: RoleForm(formdata=None, role=u.role, prefix=f"u{u.id}") for u in users}
+    return render_template("users/list.html", users=users, form=form or NewUserForm(),
+                           role_forms=role_forms, delete_form=DeleteForm(formdata=None)), status
+
+
+@bp.get("")
+@permission_required("users")
+def index():
+    return _page()
+
+
+@bp.post("")
+@permission_required("users")
+def create():
+    form = NewUserForm()
+    if form.validate():
+        try:
+            user = service.create_user(form.email.data, form.role.data, form.password.data)
+        except service.UserError as exc:
+            form.email.errors.append(str(exc))
+        else:
+            flash(f"Added {user.email} as {user.role}.", "success")
+            return redirect(url_for("users.index"))
+    return _page(form, status=422)
+
+
+def _other_user(user_id) -> User | None:
+    user = db.session.get(User, user_id)
+    if user is None:
+        flash("That user no longer exists.", "error")
+    elif user.id == current_user.id:
+        flash("You cannot change or remove your own account here; ask another admin.", "error")
+        return None
+    return user
+
+
+@bp.post("/<int:user_id>/role")
+@permission_required("users")
+def change_role(user_id):
+    user = _other_user(user_id)
+    form = RoleForm(prefix=f"u{user_id}")
+    if user is not None and form.validate():
+        service.set_role(user.email, form.role.data)
+        flash(f"{user.email} is now {form.role.data}.", "success")
+    elif user is not None:
+        flash("Choose a valid role.", "error")
+    return redirect(url_for("users.index"))
+
+
+@bp.post("/<int:user_id>/delete")
+@permission_required("users")
+def remove(user_id):
+    user = _other_user(user_id)
+    if user is not None and DeleteForm().validate():
+        service.delete_user(user.email)
+        flash(f"Removed {user.email}.", "success")
+    return redirect(url_for("users.index"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from flask import Flask, redirect, url_for
 
@@ -146,6 +147,10 @@ def init_database(app):
     from .users.service import sync_demo_users
     from .extensions import db
 
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite:///"):
+        # a newcomer's first run: the instance/ folder does not exist yet
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     with app.app_context():
         db.create_all()
         seeded = sync_demo_users(app.config["SANDBOX_MODE"])

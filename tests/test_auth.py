@@ -1,0 +1,130 @@
+"""Sign-in, throttling, the next rule, sessions and cookies."""
+import pytest
+
+from webapp.security import is_safe_next
+
+
+def test_wrong_password_and_unknown_email_get_one_message(client):
+    a = client.post("/signin", data={"email": "finance@demo.test", "password": "nope"})
+    b = client.post("/signin", data={"email": "nobody@demo.test", "password": "nope"})
+    assert a.status_code == b.status_code == 401
+    assert "Wrong email or password." in a.get_data(as_text=True)
+    assert "Wrong email or password." in b.get_data(as_text=True)
+    assert client.get("/billing").status_code == 302
+
+
+def test_passwords_are_hashed(app):
+    with app.app_context():
+        from webapp.models import User
+        user = User.query.filter_by(email="finance@demo.test").one()
+        assert "demo" not in user.password_hash and user.password_hash.startswith("scrypt:")
+
+
+def test_failures_are_throttled_per_account(client, auth):
+    for _ in range(5):
+        client.post("/signin", data={"email": "finance@demo.test", "password": "bad"})
+    resp = auth.login("finance")  # the right password, too late
+    assert resp.status_code == 429
+    assert "Too many failed sign-ins" in resp.get_data(as_text=True)
+    assert client.get("/billing").status_code == 302
+    assert auth.login("viewer").status_code == 302  # another account is unaffected
+
+
+def test_failures_are_throttled_per_address(tmp_path, sandbox):
+    from .conftest import AuthActions, make_app
+    app = make_app(tmp_path, SANDBOX=sandbox, LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    client = app.test_client()
+    for i in range(3):
+        client.post("/signin", data={"email": f"guess{i}@demo.test", "password": "bad"})
+    assert AuthActions(client).login("viewer").status_code == 429
+    other = app.test_client()
+    resp = other.post("/signin", data={"email": "viewer@demo.test", "password": "demo"},
+                      environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert resp.status_code == 302
+
+
+@pytest.mark.parametrize("target,followed", [
+    ("/audit", True), ("/billing?checkout=cancel", True),
+    ("https://evil.example/", False), ("//evil.example/", False), ("/\\evil.example", False),
+    ("javascript:alert(1)", False), ("http:/evil.example", False), ("audit", False),
+    ("/%0d%0aSet-Cookie:x", True), ("/\x00x", False)])
+def test_next_is_followed_only_to_a_path_here(client, target, followed):
+    resp = client.post("/signin", query_string={"next": target},
+                       data={"email": "admin@demo.test", "password": "demo"})
+    assert resp.status_code == 302
+    assert (resp.headers["Location"] == target) is followed
+    if not followed:
+        assert resp.headers["Location"] == "/billing"
+
+
+def test_is_safe_next_unit():
+    assert is_safe_next("/billing") and not is_safe_next(None) and not is_safe_next("")
+
+
+def test_sign_out_revokes_the_session_even_for_a_replayed_cookie(client, auth):
+    auth.login("finance")
+    stolen = client.get_cookie("giga_session").value
+    assert client.get("/billing").status_code == 200
+    auth.logout()
+    assert client.get("/billing").status_code == 302
+    client.set_cookie("giga_session", stolen)
+    assert client.get("/billing").status_code == 302
+
+
+def test_sign_in_renews_the_session(client, auth):
+    client.get("/signin")
+    before = client.get_cookie("giga_session")
+    auth.login("finance")
+    after = client.get_cookie("giga_session")
+    assert after is not None and (before is None or before.value != after.value)
+
+
+def test_idle_session_expires(tmp_path, sandbox):
+    from datetime import timedelta
+    from .conftest import AuthActions, make_app
+    from webapp.extensions import db
+    from webapp.models import UserSession
+    app = make_app(tmp_path, SANDBOX=sandbox, SESSION_IDLE_MINUTES="5")
+    client = app.test_client()
+    AuthActions(client).login("viewer")
+    assert client.get("/billing").status_code == 200
+    with app.app_context():
+        for record in UserSession.query.all():
+            record.last_seen_at -= timedelta(minutes=6)
+        db.session.commit()
+    assert client.get("/billing").status_code == 302
+
+
+def test_absolute_session_lifetime(tmp_path, sandbox):
+    from datetime import timedelta
+    from .conftest import AuthActions, make_app
+    from webapp.extensions import db
+    from webapp.models import UserSession
+    app = make_app(tmp_path, SANDBOX=sandbox, SESSION_MAX_HOURS="1")
+    client = app.test_client()
+    AuthActions(client).login("viewer")
+    with app.app_context():
+        for record in UserSession.query.all():
+            record.created_at -= timedelta(hours=2)
+        db.session.commit()
+    assert client.get("/billing").status_code == 302
+
+
+def test_cookie_flags(client, auth):
+    resp = auth.login("finance")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_cookie_is_secure_over_https(client):
+    resp = client.post("/signin", data={"email": "finance@demo.test", "password": "demo"},
+                       base_url="https://localhost")
+    assert "Secure" in resp.headers["Set-Cookie"]
+
+
+def test_deleted_user_is_signed_out(client, auth, app):
+    auth.login("viewer")
+    with app.app_context():
+        from webapp.users.service import delete_user
+        delete_user("viewer@demo.test")
+    assert client.get("/billing").status_code == 302

@@ -163,11 +163,12 @@ class BillingGateway:
                 if not exc.transient:
                     self._record_success()  # it answered: the service is up
                     raise
-                self._record_failure()
                 retry = (exc.never_sent if not idempotent else True) and attempt < (
                     self.get_retries if idempotent else 1)
                 pause = min(2.0, 0.2 * (2 ** attempt)) * (0.5 + random.random() / 2)
                 if not retry or self.clock() + pause >= deadline - 0.1:
+                    # one failed call counts once towards the breaker, retries included
+                    self._record_failure()
                     raise
                 log.info("retrying after %r in %.2fs", exc, pause)
                 time.sleep(pause)

@@ -1,0 +1,117 @@
+"""axe-core on every page, phone width, dark mode, no third-party requests, page weight."""
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import AXE, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+def axe_violations(page):
+    """Serious and critical axe-core violations on the page as it is now."""
+    page.add_script_tag(content=AXE.read_text())
+    result = page.evaluate("async () => JSON.stringify(await axe.run(document, "
+                           "{resultTypes: ['violations']}))")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in json.loads(result)["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def _pages(live, role):
+    """The pages a role meets, as (name, path)."""
+    pages = [("dashboard", "/billing"), ("not found", "/nope")]
+    if role in ("finance", "admin"):
+        pages.append(("audit trail", "/audit"))
+    if role == "admin":
+        pages += [("confirmation", "/billing/plans/pro"), ("users", "/users"),
+                  ("contact sales", "/billing/plans/max")]
+    if role == "viewer":
+        pages.append(("forbidden", "/audit"))
+    return pages
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("role", ["viewer", "finance", "admin"])
+def test_no_serious_violations_on_any_page(new_page, live, role, scheme):
+    page = new_page(bypass_csp=True, color_scheme=scheme)  # axe is injected as a script
+    page.goto(live.url + "/signin")
+    assert axe_violations(page) == [], "sign-in"
+    sign_in(page, live, role)
+    for name, path in _pages(live, role):
+        page.goto(live.url + path)
+        assert axe_violations(page) == [], name
+
+
+def test_no_violations_on_checkout_error_and_degraded_pages(new_page, live):
+    page = new_page(bypass_csp=True)
+    sign_in(page, live, "finance")
+    page.get_by_label("Amount (USD)").fill("abc")
+    page.get_by_role("button", name="Continue to checkout").click()
+    assert axe_violations(page) == [], "field error"
+    page.get_by_label("Amount (USD)").fill("10")
+    page.get_by_role("button", name="Continue to checkout").click()
+    assert axe_violations(page) == [], "sandbox checkout"
+    page.goto(live.url + "/billing")  # a good read: the last figures to fall back on
+    live.sandbox.outage = True
+    page.goto(live.url + "/billing")
+    expect(page.get_by_text("not answering")).to_be_visible()
+    assert axe_violations(page) == [], "degraded"
+    live.app.extensions["giga_gateway"].store.delete(live.app.extensions["giga_gateway"]._ns + "billing")
+    page.goto(live.url + "/billing")
+    expect(page.get_by_role("heading", name="The billing service had a problem")).to_be_visible()
+    assert axe_violations(page) == [], "upstream error"
+
+
+@pytest.mark.parametrize("role,paths", [
+    ("admin", ["/billing", "/billing/plans/pro", "/audit", "/users", "/nope"]),
+    ("viewer", ["/billing"])])
+def test_fits_a_375px_phone_without_horizontal_scroll(new_page, live, role, paths):
+    page = new_page(viewport={"width": 375, "height": 812}, is_mobile=True)
+    page.goto(live.url + "/signin")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    sign_in(page, live, role)
+    page.goto(live.url + "/billing")
+    page.get_by_role("link", name="Audit trail").count()
+    if role == "admin":
+        page.get_by_label("Amount (USD)").fill("5")  # leave a row in the audit trail
+        page.get_by_role("button", name="Continue to checkout").click()
+    for path in paths:
+        page.goto(live.url + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{path} is {width}px wide"
+
+
+def test_follows_dark_mode(new_page, live):
+    light = new_page(color_scheme="light")
+    dark = new_page(color_scheme="dark")
+    colours = []
+    for page in (light, dark):
+        sign_in(page, live, "viewer")
+        colours.append(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+    assert colours[0] != colours[1]
+    r, g, b = [int(x) for x in colours[1][4:-1].split(",")[:3]]
+    assert r + g + b < 150  # dark background
+
+
+def test_no_third_party_requests_and_small_pages(new_page, live):
+    page = new_page()
+    seen = []
+    page.on("request", lambda r: seen.append(r.url))
+    sizes = {}
+    page.on("response", lambda r: sizes.__setitem__(r.url, len(r.body())) if r.ok and r.request.method == "GET" else None)
+    sign_in(page, live, "admin")
+    page.reload()
+    allowed = (live.url, live.sandbox.url, "data:")
+    assert [u for u in seen if not u.startswith(allowed)] == []
+    weight = sizes[live.url + "/billing"] + sizes[live.url + "/static/app.css"]
+    assert weight < 40_000, weight
+
+
+def test_gauge_states_values_in_text(new_page, live):
+    page = new_page(java_script_enabled=False)
+    sign_in(page, live, "viewer")
+    meter = page.locator("meter")
+    expect(meter).to_have_attribute("aria-labelledby", "gauge-text")
+    expect(page.locator("#gauge-text")).to_contain_text("74% of this period's $100.00 plan credits left")
+    expect(page.get_by_text("On track")).to_be_visible()  # a word, not only a colour

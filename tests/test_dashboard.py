@@ -153,3 +153,32 @@ def test_return_after_cancel_says_nothing_was_charged(client, auth):
     html = client.get("/billing?checkout=cancel").get_data(as_text=True)
     assert "Checkout was cancelled. Nothing was charged" in html
     assert 'id="prepaid-balance">$50.00' in html
+
+
+def test_each_view_gets_fresh_tokens_from_the_page_cache(csrf_app):
+    """Plain views reuse one rendering, but never share a one-time or CSRF token."""
+    import re
+    client = csrf_app.test_client()
+    html = client.get("/signin").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    client.post("/signin", data={"email": "finance@demo.test", "password": "demo",
+                                 "csrf_token": token})
+    pages = [client.get("/billing").get_data(as_text=True) for _ in range(3)]
+    nonces = {re.search(r'name="nonce" type="hidden" value="([^"]+)"', p).group(1) for p in pages}
+    tokens = {re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', p).group(1)
+              for p in pages}
+    assert len(nonces) == 3  # one-time tokens are per view
+    assert all("\x00" not in p for p in pages)  # no slot left unfilled
+    nonce = nonces.pop()
+    resp = client.post("/billing/topup", data={"amount": "50", "nonce": nonce,
+                                               "csrf_token": tokens.pop()})
+    assert resp.status_code == 303
+
+
+def test_cached_page_follows_role_changes(client, auth, app):
+    auth.login("finance")
+    assert 'action="/billing/topup' in client.get("/billing").get_data(as_text=True)
+    with app.app_context():
+        from webapp.users.service import set_role
+        set_role("finance@demo.test", "viewer")
+    assert 'action="/billing/topup' not in client.get("/billing").get_data(as_text=True)

@@ -6,7 +6,6 @@ import secrets
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from flask_login import UserMixin
 from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -46,7 +45,7 @@ class UTCDateTime(db.TypeDecorator):
         return value
 
 
-class User(UserMixin, db.Model):
+class User(db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -55,10 +54,6 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_demo: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    #: the sign-in session this request came with (Flask-Login stores its id);
-    #: set per request, never stored
-    current_session_id = None
 
     def set_password(self, password: str):
         # werkzeug's default is scrypt with a random salt
@@ -69,10 +64,6 @@ class User(UserMixin, db.Model):
 
     def can(self, permission: str) -> bool:
         return self.role in PERMISSIONS[permission]
-
-    def get_id(self):
-        # Flask-Login keeps this in the cookie: a revocable session id, not the user id
-        return self.current_session_id
 
 
 class UserSession(db.Model):

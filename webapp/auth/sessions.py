@@ -7,13 +7,14 @@ after an idle period and after an absolute lifetime.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from flask import current_app, session
-from flask_login import login_user, logout_user
+from flask_login import UserMixin, login_user, logout_user
+from sqlalchemy import bindparam, delete, select, update
 
 from ..extensions import db, login_manager
-from ..models import User, UserSession, utcnow
+from ..models import PERMISSIONS, User, UserSession, utcnow
 
 #: a session's last_seen_at is written at most this often
 TOUCH_EVERY = timedelta(seconds=60)
@@ -24,30 +25,72 @@ def init_login(app):
     login_manager.login_view = "auth.signin"
     login_manager.login_message = "Sign in to see your billing."
     login_manager.login_message_category = "info"
-    # the server-side record already binds the cookie; "strong" would also
-    # drop sessions whose address changes behind a proxy
-    login_manager.session_protection = "basic"
+    # the server-side session record is the protection: it is revocable and
+    # expires on its own; hashing address and agent on each request adds nothing
+    login_manager.session_protection = None
+    # the cookie need not be re-signed on every response: idle expiry lives
+    # in the session record, not in the cookie's age
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+
+
+class SignedInUser(UserMixin):
+    """The user behind this request, read fresh from the database on every request.
+
+    A plain object rather than an ORM instance: loading it is one indexed
+    join, which keeps a warm page cheap.
+    """
+
+    __slots__ = ("id", "email", "role", "current_session_id")
+
+    def __init__(self, id, email, role, current_session_id):
+        self.id = id
+        self.email = email
+        self.role = role
+        self.current_session_id = current_session_id
+
+    def can(self, permission: str) -> bool:
+        return self.role in PERMISSIONS[permission]
+
+    def get_id(self):
+        return self.current_session_id
+
+
+_LOAD = (select(UserSession.id, UserSession.created_at, UserSession.last_seen_at,
+                User.id, User.email, User.role)
+         .join(User, User.id == UserSession.user_id)
+         .where(UserSession.id == bindparam("sid")))
 
 
 @login_manager.user_loader
 def load_user(session_id):
-    """The user of a live session record, or ``None`` (expired, revoked or unknown)."""
-    record = db.session.get(UserSession, session_id)
-    if record is None:
+    """The user of a live session record, or ``None`` (expired, revoked or unknown).
+
+    The role comes from the database each time: a demoted user loses rights at once.
+    """
+    # Core, not the ORM session: this runs on every request and is the page's
+    # biggest fixed cost after rendering
+    with db.engine.connect() as conn:
+        row = conn.execute(_LOAD, {"sid": session_id}).first()
+    if row is None:
         return None
+    sid, created_at, last_seen_at, user_id, email, role = row
+    created_at, last_seen_at = _aware(created_at), _aware(last_seen_at)
     now = utcnow()
     cfg = current_app.config
-    if now - record.last_seen_at > timedelta(minutes=cfg["SESSION_IDLE_MINUTES"]) or \
-            now - record.created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]):
-        db.session.delete(record)
+    if now - last_seen_at > timedelta(minutes=cfg["SESSION_IDLE_MINUTES"]) or \
+            now - created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]):
+        db.session.execute(delete(UserSession).where(UserSession.id == sid))
         db.session.commit()
         return None
-    if now - record.last_seen_at > TOUCH_EVERY:
-        record.last_seen_at = now
+    if now - last_seen_at > TOUCH_EVERY:
+        db.session.execute(update(UserSession).where(UserSession.id == sid)
+                           .values(last_seen_at=now))
         db.session.commit()
-    user = record.user
-    user.current_session_id = record.id
-    return user
+    return SignedInUser(user_id, email, role, sid)
+
+
+def _aware(when):
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def start_session(user: User):
@@ -56,8 +99,7 @@ def start_session(user: User):
     record = UserSession(user_id=user.id)
     db.session.add(record)
     db.session.commit()
-    user.current_session_id = record.id
-    login_user(user)
+    login_user(SignedInUser(user.id, user.email, user.role, record.id))
     session.permanent = True
     current_app.permanent_session_lifetime = timedelta(
         hours=current_app.config["SESSION_MAX_HOURS"])
@@ -66,9 +108,7 @@ def start_session(user: User):
 def end_session(user):
     """Revoke the current session record and clear the cookie."""
     if user is not None and getattr(user, "current_session_id", None):
-        record = db.session.get(UserSession, user.current_session_id)
-        if record is not None:
-            db.session.delete(record)
-            db.session.commit()
+        db.session.execute(delete(UserSession).where(UserSession.id == user.current_session_id))
+        db.session.commit()
     logout_user()
     session.clear()

@@ -31,6 +31,8 @@ class Overview:
     plans_error: GigaError | None = None
     current_plan: Plan | None = None
     forecast: Forecast | None = None
+    billing_reading: Reading | None = None
+    plans_reading: Reading | None = None
 
     @property
     def stale(self) -> bool:
@@ -73,11 +75,13 @@ def load_overview(*, fresh=False) -> Overview:
     if isinstance(billing, GigaError):
         raise billing
     overview = Overview(billing=billing.value, fetched_at=billing.fetched_at,
-                        stale_error=billing.error if billing.stale else None)
+                        stale_error=billing.error if billing.stale else None,
+                        billing_reading=billing)
     if isinstance(plans, GigaError):
         overview.plans_error = plans
     else:
         overview.plans = plans.value
+        overview.plans_reading = plans
         overview.current_plan = next((p for p in plans.value if p.id == billing.value.plan), None)
     if overview.current_plan is not None or overview.plans_error is None:
         overview.forecast = forecast(billing.value, overview.current_plan,

@@ -1,6 +1,8 @@
 import secrets
+import time
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, render_template, request, session
+from flask_wtf.csrf import generate_csrf
 from flask_login import current_user
 
 from ..audit import service as audit
@@ -26,23 +28,62 @@ def _new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+PAGES_KEPT = 256
+NONCE_SLOT = "\x00nonce\x00"
+CSRF_SLOT = "\x00csrf\x00"
+
+
+def _page_key(overview, notice):
+    """What a plain view of the dashboard depends on, or ``None`` when it must be rendered."""
+    if overview.stale or overview.plans_error or notice or overview.plans_reading is None \
+            or session.get("_flashes"):  # a flash shows once; it must not be kept
+        return None
+    user = current_user
+    return (user.id, user.role, user.email, request.script_root,
+            overview.billing_reading.fetched_at, overview.plans_reading.fetched_at,
+            request.args.get("amount", ""), int(time.time() // 60))
+
+
+def _render_page(form, overview, notice, status):
+    cfg = current_app.config
+    presets = [p for p in PRESETS if cfg["RECHARGE_MIN"] <= int(p) <= cfg["RECHARGE_MAX"]]
+    return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
+                           presets=presets, can_change=current_user.can("change_plan"),
+                           amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"])
+                           ), status
+
+
 def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
-    """The billing page; an upstream fault on the balance read gets the error page."""
+    """The billing page; an upstream fault on the balance read gets the error page.
+
+    A plain view is rendered once per user, readings and minute and kept
+    with two slots, filled on every view with a fresh CSRF token and a
+    fresh one-time token: rendering is most of a warm page's cost, and the
+    tokens are the only part that must differ between views.
+    """
     try:
         overview = load_overview(fresh=fresh)
     except GigaError as exc:
         return render_upstream_error(exc)
-    if form is None:
+    if form is not None:  # a form with errors: always rendered afresh
+        form.nonce.data = _new_nonce()
+        return _render_page(form, overview, notice, status)
+    key = _page_key(overview, notice)
+    pages = current_app.extensions.setdefault("billing_pages", {})
+    page = pages.get(key) if key is not None else None
+    if page is None:
         form = TopUpForm(formdata=None)
         amount = request.args.get("amount", "")
         form.amount.data = amount if amount in PRESETS else ""
-    form.nonce.data = _new_nonce()
-    cfg = current_app.config
-    presets = [p for p in PRESETS if cfg["RECHARGE_MIN"] <= int(p) <= cfg["RECHARGE_MAX"]]
-    return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
-                           presets=presets,
-                           amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"])
-                           ), status
+        form.nonce.data = NONCE_SLOT if key is not None else _new_nonce()
+        html, _ = _render_page(form, overview, notice, status)
+        if key is None:
+            return html, status
+        page = html.replace(generate_csrf(), CSRF_SLOT)
+        if len(pages) >= PAGES_KEPT:
+            pages.clear()
+        pages[key] = page
+    return page.replace(CSRF_SLOT, generate_csrf()).replace(NONCE_SLOT, _new_nonce()), status
 
 
 @bp.get("")

@@ -1,0 +1,59 @@
+"""The same storage on PostgreSQL: users, sessions, throttling, audit rows and CSV.
+
+Needs TEST_DATABASE_URL (``.ci/run`` starts a local PostgreSQL and sets it).
+"""
+import csv
+import io
+import os
+from decimal import Decimal
+
+import pytest
+
+from .conftest import AuthActions, make_app
+
+URL = os.environ.get("TEST_DATABASE_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="TEST_DATABASE_URL is not set "
+                                "(.ci/run starts PostgreSQL and sets it)")
+
+
+@pytest.fixture
+def pg_app(tmp_path, sandbox):
+    from webapp.extensions import db
+    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)
+    with app.app_context():
+        db.drop_all()
+        db.session.remove()
+        db.engine.dispose()
+    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_flows_on_postgresql(pg_app, sandbox):
+    assert pg_app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+    runner = pg_app.test_cli_runner()
+    result = runner.invoke(args=["users", "create", "pg@example.com", "--role", "finance",
+                                 "--password", "long-enough-pw"])
+    assert result.exit_code == 0, result.output
+    assert "already exists" in runner.invoke(args=["users", "create", "pg@example.com", "--role",
+                                                   "viewer", "--password", "x" * 9]).output
+    client = pg_app.test_client()
+    auth = AuthActions(client)
+    for _ in range(5):
+        auth.login("pg@example.com", password="wrong")
+    assert auth.login("pg@example.com", password="long-enough-pw").status_code == 429
+    auth.login("finance")
+    resp = client.post("/billing/topup", data={"amount": "42.10", "nonce": "pg" * 12})
+    assert resp.status_code == 303
+    replay = client.post("/billing/topup", data={"amount": "42.10", "nonce": "pg" * 12})
+    assert replay.headers["Location"] == resp.headers["Location"]
+    rows = list(csv.reader(io.StringIO(client.get("/audit/export.csv").get_data(as_text=True))))
+    assert rows[1][1:5] == ["finance@demo.test", "finance", "top-up", "42.10"]
+    assert rows[1][7] == "sent to checkout"
+    auth.logout()
+    assert client.get("/billing").status_code == 302
+    with pg_app.app_context():
+        from webapp.models import AuditEntry
+        assert AuditEntry.query.one().amount == Decimal("42.10")

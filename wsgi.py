@@ -1,4 +1,9 @@
 """The WSGI entry point: ``gunicorn wsgi:app``."""
-from webapp import create_app
+import sys
 
-app = create_app()
+from webapp import ConfigError, create_app
+
+try:
+    app = create_app()
+except ConfigError as exc:  # a deployment mistake: say which setting, not a traceback
+    sys.exit(f"Configuration error: {exc}")

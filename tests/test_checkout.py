@@ -8,7 +8,7 @@ import pytest
 from webapp.models import AuditEntry
 from webapp.security import checkout_url_allowed
 
-from .support.faultserver import Hang, Reset, healthy, ok
+from .support.faultserver import Hang, Reset, error, healthy, ok
 
 HOSTS = ("checkout.stripe.com",)
 
@@ -248,3 +248,17 @@ def test_per_user_checkout_limit(client, auth, sandbox):
     assert sandbox.api_calls("/api/billing/recharge") == 5
     resp = client.post("/billing/topup", data={"amount": "10", "nonce": "z" * 24})
     assert "Too many checkouts" in resp.get_data(as_text=True) and resp.headers["Retry-After"]
+
+
+def test_action_during_cool_down_is_refused_fast_and_says_nothing_was_sent(fault_server,
+                                                                           fault_client):
+    fault_server.handler = lambda m, p, b: (
+        error(429, "RATE_LIMITED", headers={"Retry-After": "30"})
+        if p == "/api/billing" else healthy(m, p, b))
+    fault_client.get("/billing")  # the 429 starts the cool-down
+    calls = fault_server.count()
+    resp = fault_client.post("/billing/topup", data={"amount": "50", "nonce": "w" * 24})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 503 and "Try again in" in html
+    assert "Nothing was sent, so nothing was charged" in html
+    assert fault_server.count() == calls

@@ -198,21 +198,23 @@ class BillingGateway:
         until = self.store.get(self._ns + "cooldown")
         if until is not None and until > now:
             raise RateLimited("The billing service asked the dashboard to slow down.",
-                              status=429, code="RATE_LIMITED",
-                              retry_after=int(until - now + 0.999))
+                              code="RATE_LIMITED", retry_after=int(until - now + 0.999),
+                              never_sent=True)
         opened = self.store.get(self._ns + "breaker_open")
         if opened is not None:
             if now < opened + self.breaker_cooldown:
                 raise Unavailable("The billing service failed repeatedly; the dashboard is "
                                   "giving it a moment before calling again.",
-                                  retry_after=int(opened + self.breaker_cooldown - now + 0.999))
+                                  retry_after=int(opened + self.breaker_cooldown - now + 0.999),
+                                  never_sent=True)
             # half-open: let this one call through; a failure re-opens at once
             self.store.set(self._ns + "breaker_open", now, ttl=self.breaker_cooldown * 4)
             self.store.set(self._ns + "failures", self.breaker_threshold - 1)
         taken, wait = self.store.take(self._ns + "budget", self.budget_per_minute, 60)
         if not taken:
             raise Unavailable("The dashboard has used its share of the billing service's "
-                              "request limit for this minute.", retry_after=int(wait + 0.999))
+                              "request limit for this minute.", retry_after=int(wait + 0.999),
+                              never_sent=True)
 
     def _record_failure(self):
         failures = (self.store.get(self._ns + "failures") or 0) + 1

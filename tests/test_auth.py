@@ -79,34 +79,36 @@ def test_sign_in_renews_the_session(client, auth):
     assert after is not None and (before is None or before.value != after.value)
 
 
-def test_idle_session_expires(tmp_path, sandbox):
+def _age_sessions(tmp_path, sandbox, setting, value, **shift):
+    """Sign a viewer in on an app with ``setting``, then age their session by ``shift``."""
     from datetime import timedelta
     from .conftest import AuthActions, make_app
     from webapp.extensions import db
     from webapp.models import UserSession
-    app = make_app(tmp_path, SANDBOX=sandbox, SESSION_IDLE_MINUTES="5")
+    app = make_app(tmp_path, SANDBOX=sandbox, **{setting: value})
     client = app.test_client()
     AuthActions(client).login("viewer")
     assert client.get("/billing").status_code == 200
     with app.app_context():
         for record in UserSession.query.all():
-            record.last_seen_at -= timedelta(minutes=6)
+            record.last_seen_at -= timedelta(**shift.get("idle", {}))
+            record.created_at -= timedelta(**shift.get("age", {}))
         db.session.commit()
+    return client
+
+
+def test_idle_session_expires(tmp_path, sandbox):
+    client = _age_sessions(tmp_path, sandbox, "SESSION_IDLE_MINUTES", "5", idle={"minutes": 6})
     assert client.get("/billing").status_code == 302
 
 
+def test_active_session_survives(tmp_path, sandbox):
+    client = _age_sessions(tmp_path, sandbox, "SESSION_IDLE_MINUTES", "5", idle={"minutes": 4})
+    assert client.get("/billing").status_code == 200
+
+
 def test_absolute_session_lifetime(tmp_path, sandbox):
-    from datetime import timedelta
-    from .conftest import AuthActions, make_app
-    from webapp.extensions import db
-    from webapp.models import UserSession
-    app = make_app(tmp_path, SANDBOX=sandbox, SESSION_MAX_HOURS="1")
-    client = app.test_client()
-    AuthActions(client).login("viewer")
-    with app.app_context():
-        for record in UserSession.query.all():
-            record.created_at -= timedelta(hours=2)
-        db.session.commit()
+    client = _age_sessions(tmp_path, sandbox, "SESSION_MAX_HOURS", "1", age={"hours": 2})
     assert client.get("/billing").status_code == 302
 
 

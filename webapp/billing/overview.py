@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -30,9 +31,15 @@ class Overview:
     plans: list[Plan] = field(default_factory=list)
     plans_error: GigaError | None = None
     current_plan: Plan | None = None
-    forecast: Forecast | None = None
     billing_reading: Reading | None = None
     plans_reading: Reading | None = None
+
+    @cached_property
+    def forecast(self) -> Forecast | None:
+        """Worked out only when a page is rendered; ``None`` without the plan list."""
+        if self.current_plan is None and self.plans_error is not None:
+            return None
+        return forecast(self.billing, self.current_plan, datetime.now(timezone.utc))
 
     @property
     def stale(self) -> bool:
@@ -83,7 +90,4 @@ def load_overview(*, fresh=False) -> Overview:
         overview.plans = plans.value
         overview.plans_reading = plans
         overview.current_plan = next((p for p in plans.value if p.id == billing.value.plan), None)
-    if overview.current_plan is not None or overview.plans_error is None:
-        overview.forecast = forecast(billing.value, overview.current_plan,
-                                     datetime.now(timezone.utc))
     return overview

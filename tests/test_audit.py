@@ -116,3 +116,17 @@ def test_csv_follows_the_filters(client, auth, app):
     rows = list(csv.reader(io.StringIO(
         client.get("/audit/export.csv?action=plan+change").get_data(as_text=True))))
     assert len(rows) == 2 and rows[1][3] == "plan change"
+
+
+def test_plan_change_refusals_are_recorded(client, auth, app, sandbox):
+    auth.login("admin")
+    client.post("/billing/plans/max", data={"nonce": "m" * 24})
+    client.post("/billing/plans/starter-pro", data={"nonce": "s" * 24})
+    sandbox.outage = True
+    client.post("/billing/plans/pro", data={"nonce": "o" * 24})
+    outcomes = [(r[5], r[6]) for r in _rows(app)]
+    assert outcomes == [("max", "refused: contact sales"),
+                        ("starter-pro", "refused: already on this plan"),
+                        ("pro", "upstream error: INTERNAL_ERROR")]
+    # refusals reach nothing; the last one was tried once and failed upstream
+    assert sandbox.api_calls("/api/billing/subscribe") == 1

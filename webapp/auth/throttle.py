@@ -24,14 +24,14 @@ def seconds_blocked(email: str, address: str) -> int:
             select(func.count(), func.min(LoginFailure.at))
             .where(column == value, LoginFailure.at > since)).one()
         if count >= limit and oldest is not None:
-            if oldest.tzinfo is None:
-                from datetime import timezone
-                oldest = oldest.replace(tzinfo=timezone.utc)
             waits.append(math.ceil((oldest + window - utcnow()).total_seconds()))
     return max(waits, default=0)
 
 
 def record_failure(email: str, address: str):
+    """Count one failure, and forget those too old to matter (the table stays small)."""
+    window = timedelta(minutes=current_app.config["LOGIN_FAILURE_WINDOW_MINUTES"])
+    db.session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - window))
     db.session.add(LoginFailure(email=email, address=address))
     db.session.commit()
 

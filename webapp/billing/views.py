@@ -113,25 +113,28 @@ def top_up():
 
 
 def _plan_change_context(plan_id):
-    """``(overview, target plan)`` for a plan change, or an error response to return."""
+    """``(overview, target, None, None)`` for a plan change, or ``(.., .., response, reason)``
+    when it cannot go ahead; ``reason`` is the audit outcome."""
     try:
         overview = load_overview()
     except GigaError as exc:
-        return None, None, render_upstream_error(exc)
+        return None, None, render_upstream_error(exc), f"upstream error: {exc.code or type(exc).__name__}"
     if overview.plans_error is not None:
-        return None, None, render_upstream_error(overview.plans_error)
+        exc = overview.plans_error
+        return None, None, render_upstream_error(exc), f"upstream error: {exc.code or type(exc).__name__}"
     target = next((p for p in overview.plans if p.id == plan_id), None)
     if target is None:
         abort(404)
     if target.id == overview.billing.plan:
         return None, None, render_error(400, "Already on this plan",
-                                        f"The account is already on {target.name}.")
+                                        f"The account is already on {target.name}."), \
+            "refused: already on this plan"
     if target.is_custom_priced:
         return None, None, render_error(400, "Contact sales",
                                         f"{target.name} has custom pricing and is not sold "
                                         "through checkout. Contact WithGiga sales to change to "
-                                        "it.")
-    return overview, target, None
+                                        "it."), "refused: contact sales"
+    return overview, target, None, None
 
 
 def _refuse_plan_change(plan_id):
@@ -143,7 +146,7 @@ def _refuse_plan_change(plan_id):
 @bp.get("/plans/<plan_id>")
 @permission_required("change_plan", on_refusal=_refuse_plan_change)
 def confirm_plan(plan_id):
-    overview, target, failure = _plan_change_context(plan_id)
+    overview, target, failure, _ = _plan_change_context(plan_id)
     if failure:
         return failure
     form = ChangePlanForm(formdata=None)
@@ -161,8 +164,9 @@ def change_plan(plan_id):
                      detail="; ".join(e for errs in form.errors.values() for e in errs)[:500])
         return render_error(400, "Form not accepted", "This form is missing its one-time "
                             "token. Go back, reload the page and try again.")
-    overview, target, failure = _plan_change_context(plan_id)
+    overview, target, failure, reason = _plan_change_context(plan_id)
     if failure:
+        audit.record(audit.PLAN_CHANGE, reason, plan_to=plan_id[:200])
         return failure
     return start_checkout(audit.PLAN_CHANGE, lambda deadline: gateway().client.subscribe(
         target.id, deadline=deadline), nonce=form.nonce.data,

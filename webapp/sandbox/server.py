@@ -79,8 +79,9 @@ class Sandbox:
         self.return_url: str | None = None
         #: while True every API call answers 500, as during an outage
         self.outage = False
-        #: every API call seen, as (method, path): tests count upstream calls
-        self.calls: list[tuple[str, str]] = []
+        #: recent API calls, as (method, path): tests count upstream calls;
+        #: bounded so a sandbox left running for days does not grow
+        self.calls: collections.deque = collections.deque(maxlen=10_000)
         self._server = None
         self._thread = None
         self.app = self._build_app()

@@ -89,7 +89,6 @@ def fault_server():
 def fault_app(tmp_path, fault_server):
     """The dashboard against the misbehaving server, as against a real API key."""
     from webapp.users.service import create_user
-    from webapp.extensions import db
 
     app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_test_fault",
                    BILLING_CACHE_TTL="0", UPSTREAM_DEADLINE="3", UPSTREAM_CONNECT_TIMEOUT="1",

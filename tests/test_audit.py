@@ -4,7 +4,6 @@ import io
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import pytest
 
 from webapp.extensions import db
 from webapp.models import AuditEntry

@@ -8,6 +8,7 @@ import pytest
 from webapp.models import AuditEntry
 from webapp.security import checkout_url_allowed
 
+from .support.net import closed_port
 from .support.faultserver import Hang, Reset, error, healthy, ok
 
 HOSTS = ("checkout.stripe.com",)
@@ -221,12 +222,8 @@ def test_reset_on_post_is_status_unknown_and_not_retried(fault_server, fault_cli
 
 def test_refused_post_is_retried_once_because_it_never_left(tmp_path, sandbox):
     """A POST whose connection was refused provably never left; one retry is safe."""
-    import socket
     from .conftest import make_app
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = closed_port()
     app = make_app(tmp_path, GIGA_API_URL=f"http://127.0.0.1:{port}", GIGA_API_KEY="k")
     with app.app_context():
         gw = app.extensions["giga_gateway"]

@@ -12,6 +12,7 @@ from webapp.giga import (AuthenticationError, BadResponse, ConnectionFailed, Gig
 from webapp.giga.client import canonical_amount, parse_retry_after
 from webapp.sandbox.server import RateLimiter
 
+from .support.net import closed_port
 from .support.faultserver import PLANS, Drip, Hang, Reset, Respond, error, ok
 
 
@@ -175,11 +176,7 @@ def test_float_noise_stays_exact_decimal(fault_server, fault_giga):
 
 
 def test_refused_connection_is_wrapped_and_never_sent():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
+    port = closed_port()
     with pytest.raises(ConnectionFailed) as info:
         GigaClient(f"http://127.0.0.1:{port}", "k").get_billing()
     assert info.value.never_sent

@@ -3,12 +3,12 @@
 The fault app has a 3-second page deadline, caching off, and GET retries on.
 """
 import re
-import socket
 import time
 
 import pytest
 
-from .support.faultserver import Drip, Hang, Reset, Respond, error, healthy, ok
+from .support.net import closed_port
+from .support.faultserver import Drip, Hang, Reset, Respond, error, healthy
 
 BOUND = 4.5  # seconds: the page deadline (3 s) plus rendering and slack
 
@@ -42,10 +42,7 @@ def test_429_page_says_when_to_try_again(fault_server, fault_client):
 
 def test_refused_connection_page(fault_app, tmp_path):
     from .conftest import make_app
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = closed_port()
     app = make_app(tmp_path / "r", GIGA_API_URL=f"http://127.0.0.1:{port}", GIGA_API_KEY="k",
                    UPSTREAM_DEADLINE="3")
     with app.app_context():

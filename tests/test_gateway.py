@@ -1,7 +1,7 @@
 """The gateway: cache, single-flight, budget, cool-down, breaker, stale fallback, retries."""
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 

@@ -1,7 +1,7 @@
 """Settings are checked at start with a message that names the variable."""
 import pytest
 
-from webapp import ConfigError, create_app
+from webapp import ConfigError
 from webapp.settings import load_settings
 
 LIVE = {"GIGA_API_KEY": "giga_sk_live_x"}

@@ -36,6 +36,13 @@ class Reading:
     error: GigaError | None = None
 
 
+def _age(reading: Reading | None) -> float:
+    """Seconds since ``reading`` was fetched; infinite when there is none."""
+    if reading is None:
+        return float("inf")
+    return (datetime.now(timezone.utc) - reading.fetched_at).total_seconds()
+
+
 class BillingGateway:
     """Cached, coalesced, budgeted and guarded access to one account's billing API."""
 
@@ -89,10 +96,7 @@ class BillingGateway:
     def _young(self, name, ttl) -> Reading | None:
         """The cached reading of ``name`` if younger than ``ttl`` seconds."""
         cached = self.store.get(self._ns + name)
-        if cached is None or ttl <= 0:
-            return None
-        age = (datetime.now(timezone.utc) - cached.fetched_at).total_seconds()
-        return cached if age < ttl else None
+        return cached if _age(cached) < ttl else None
 
     def forget_billing(self):
         """Drop the cached balance so the next read is fresh (after an action)."""
@@ -107,18 +111,16 @@ class BillingGateway:
 
     def _read(self, name, loader, ttl, deadline, fresh) -> Reading:
         key = self._ns + name
-        if not fresh:
-            young = self._young(name, ttl)
-            if young is not None:
-                return young
         cached: Reading | None = self.store.get(key)
+        if not fresh and _age(cached) < ttl:
+            return cached
         try:
             return self._single_flight(key, loader, deadline)
         except (AuthenticationError, PermissionDenied):
             raise  # never paper over a key problem with old figures
         except GigaError as exc:
             if cached is not None and (exc.transient or isinstance(exc, RateLimited)):
-                age = (datetime.now(timezone.utc) - cached.fetched_at).total_seconds()
+                age = _age(cached)
                 if age <= self.stale_max_age:
                     # the budget or a cool-down saying no is routine under load
                     level = logging.DEBUG if isinstance(exc, (Unavailable, RateLimited)) \
@@ -226,7 +228,3 @@ class BillingGateway:
     def _record_success(self):
         self.store.delete(self._ns + "failures")
         self.store.delete(self._ns + "breaker_open")
-
-    def upstream_calls_last_minute(self) -> int:
-        """How many calls the budget counted in the last minute (benchmarks, tests)."""
-        return self.store.count(self._ns + "budget", 60)

@@ -24,6 +24,11 @@ PERMISSIONS = {
 }
 
 
+def role_can(role: str, permission: str) -> bool:
+    """The one place that says what a role may do."""
+    return role in PERMISSIONS[permission]
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -62,8 +67,6 @@ class User(db.Model):
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
 
-    def can(self, permission: str) -> bool:
-        return self.role in PERMISSIONS[permission]
 
 
 class UserSession(db.Model):

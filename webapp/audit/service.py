@@ -18,6 +18,11 @@ PLAN_CHANGE = "plan change"
 ACTIONS = (TOP_UP, PLAN_CHANGE)
 
 
+def upstream_outcome(exc) -> str:
+    """The audit outcome for an upstream error: its code, or its kind when it has none."""
+    return f"upstream error: {exc.code or type(exc).__name__}"
+
+
 class AuditWriteError(RuntimeError):
     """The audit row could not be written; the action must not go on."""
 

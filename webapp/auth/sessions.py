@@ -14,7 +14,7 @@ from flask_login import UserMixin, login_user, logout_user
 from sqlalchemy import bindparam, delete, select, update
 
 from ..extensions import db, login_manager
-from ..models import PERMISSIONS, User, UserSession, utcnow
+from ..models import User, UserSession, role_can, utcnow
 
 #: a session's last_seen_at is written at most this often
 TOUCH_EVERY = timedelta(seconds=60)
@@ -31,6 +31,7 @@ def init_login(app):
     # the cookie need not be re-signed on every response: idle expiry lives
     # in the session record, not in the cookie's age
     app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+    app.permanent_session_lifetime = timedelta(hours=app.config["SESSION_MAX_HOURS"])
 
 
 class SignedInUser(UserMixin):
@@ -49,7 +50,7 @@ class SignedInUser(UserMixin):
         self.current_session_id = current_session_id
 
     def can(self, permission: str) -> bool:
-        return self.role in PERMISSIONS[permission]
+        return role_can(self.role, permission)
 
     def get_id(self):
         return self.current_session_id
@@ -101,8 +102,6 @@ def start_session(user: User):
     db.session.commit()
     login_user(SignedInUser(user.id, user.email, user.role, record.id))
     session.permanent = True
-    current_app.permanent_session_lifetime = timedelta(
-        hours=current_app.config["SESSION_MAX_HOURS"])
 
 
 def end_session(user):

@@ -46,7 +46,7 @@ def start_checkout(action, call, *, nonce, **fields):
     taken, wait = store.take(f"actions:{current_user.id}",
                              current_app.config["ACTIONS_PER_MINUTE"], 60)
     if not taken:
-        return _settle_or_fail(entry, "refused: too many attempts", lambda: render_error(
+        return _settle_or_fail(entry, "refused: too many attempts", render_error(
             429, "Too many checkouts", "You started several checkouts in the last minute. "
             "Wait a moment, check your balance, then try again.", retry_after=int(wait) + 1))
 
@@ -58,7 +58,7 @@ def start_checkout(action, call, *, nonce, **fields):
         # the request may have been acted on: say so, and never retry it blindly
         how = "timeout" if isinstance(exc, Timeout) else "connection lost"
         log.warning("%s status unknown after %s (user %s)", action, how, current_user.email)
-        return _settle_or_fail(entry, f"status unknown: {how}", lambda: render_error(
+        return _settle_or_fail(entry, f"status unknown: {how}", render_error(
             504, "Status unknown",
             "The billing service did not answer in full, so we cannot tell whether a checkout "
             "was started. Nothing was retried. Check your balance before trying again.",
@@ -69,7 +69,7 @@ def start_checkout(action, call, *, nonce, **fields):
     if not allowed(checkout.checkout_url):
         log.error("refused checkout redirect to %r (user %s)", checkout.checkout_url[:200],
                   current_user.email)
-        return _settle_or_fail(entry, "refused: checkout host not allowed", lambda: render_error(
+        return _settle_or_fail(entry, "refused: checkout host not allowed", render_error(
             502, "Checkout address refused",
             "The billing service sent a checkout address that is not on this dashboard's list "
             "of allowed payment pages, so you were not sent there. Nothing was paid. "
@@ -86,19 +86,21 @@ def start_checkout(action, call, *, nonce, **fields):
 
 
 def _upstream_failed(entry, exc: GigaError):
-    outcome = f"upstream error: {exc.code or type(exc).__name__}"
+    outcome = audit.upstream_outcome(exc)
     note = ("Nothing was sent, so nothing was charged." if exc.never_sent or exc.status
             else "Check your balance before trying again.")
-    return _settle_or_fail(entry, outcome, lambda: render_upstream_error(exc, action_note=note),
+    return _settle_or_fail(entry, outcome, render_upstream_error(exc, action_note=note),
                            request_id=exc.request_id)
 
 
-def _settle_or_fail(entry, outcome, respond, **fields):
+def _settle_or_fail(entry, outcome, response, **fields):
+    """Record how the attempt ended, then answer with ``response``; if the record
+    cannot be written, say so instead."""
     try:
         audit.settle(entry, outcome, **fields)
     except audit.AuditWriteError:
         return _not_recorded()
-    return respond()
+    return response
 
 
 def _not_recorded():

@@ -118,10 +118,10 @@ def _plan_change_context(plan_id):
     try:
         overview = load_overview()
     except GigaError as exc:
-        return None, None, render_upstream_error(exc), f"upstream error: {exc.code or type(exc).__name__}"
+        return None, None, render_upstream_error(exc), audit.upstream_outcome(exc)
     if overview.plans_error is not None:
         exc = overview.plans_error
-        return None, None, render_upstream_error(exc), f"upstream error: {exc.code or type(exc).__name__}"
+        return None, None, render_upstream_error(exc), audit.upstream_outcome(exc)
     target = next((p for p in overview.plans if p.id == plan_id), None)
     if target is None:
         abort(404)

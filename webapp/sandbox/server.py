@@ -10,7 +10,6 @@ import json
 import logging
 import secrets
 import threading
-import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 from flask import Flask, Response, abort, redirect, render_template, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from ..formatting import init_formatting
+from ..store import MemoryStore
 from .state import PLANS, SandboxState, plan_by_id
 
 log = logging.getLogger(__name__)
@@ -45,24 +46,17 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class RateLimiter:
-    """A sliding one-minute window per key, as the contract describes."""
+    """The contract's limit: a sliding one-minute window per key."""
 
     def __init__(self, per_minute):
         self.per_minute = per_minute
-        self._hits = collections.defaultdict(collections.deque)
-        self._lock = threading.Lock()
+        self._store = MemoryStore()
 
     def hit(self, key) -> tuple[bool, int, int]:
         """Count one request; returns ``(allowed, remaining, retry_after_seconds)``."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits[key]
-            while hits and hits[0] <= now - 60:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                return False, 0, max(1, int(hits[0] + 60 - now + 0.999))
-            hits.append(now)
-            return True, self.per_minute - len(hits), 0
+        allowed, wait = self._store.take(key, self.per_minute, 60)
+        remaining = self.per_minute - self._store.count(key, 60)
+        return allowed, remaining, 0 if allowed else max(1, int(wait + 0.999))
 
 
 class Sandbox:
@@ -121,6 +115,7 @@ class Sandbox:
 
     def _build_app(self) -> Flask:
         app = Flask("giga_sandbox", template_folder=str(TEMPLATES), static_folder=str(STATIC))
+        init_formatting(app)  # money reads the same on the checkout page as on the dashboard
         sandbox = self
 
         def envelope(data, status=200, rid=None):

@@ -57,7 +57,8 @@ def describe_upstream(exc: GigaError) -> tuple[int, str, str]:
         return (503, "The billing service is busy",
                 "Too many requests reached the billing service from this account.")
     if isinstance(exc, Unavailable):
-        return 503, "The billing service is paused", exc.message
+        # the dashboard held back (budget or breaker): the service was not asked
+        return 503, "Please wait a moment", exc.message
     if isinstance(exc, Timeout):
         return 504, "The billing service is not answering", exc.message
     if isinstance(exc, ConnectionFailed):

@@ -105,3 +105,26 @@ def fault_client(fault_app):
     client.post("/signin", data={"email": "admin@example.com",
                                  "password": "correct-horse-battery"})
     return client
+
+
+@pytest.fixture(scope="session")
+def _redis_server(tmp_path_factory):
+    from .support.redisserver import RedisServer
+
+    if not RedisServer.available():
+        pytest.fail("redis-server is not installed: `apt-get install redis-server` "
+                    "(.ci/run does)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(_redis_server):
+    """A real Redis on loopback, emptied for each test (and running again if one killed it)."""
+    if _redis_server.proc is None:
+        _redis_server.start()
+    _redis_server.flush()
+    yield _redis_server
+    if _redis_server.proc is None:
+        _redis_server.start()

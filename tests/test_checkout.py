@@ -220,21 +220,24 @@ def test_reset_on_post_is_status_unknown_and_not_retried(fault_server, fault_cli
     assert fault_server.count("/api/billing/recharge") == 1
 
 
-def test_refused_post_is_retried_once_because_it_never_left(tmp_path, sandbox):
+def test_refused_post_is_retried_once_because_it_never_left():
     """A POST whose connection was refused provably never left; one retry is safe."""
-    from .conftest import make_app
-    port = closed_port()
-    app = make_app(tmp_path, GIGA_API_URL=f"http://127.0.0.1:{port}", GIGA_API_KEY="k")
-    with app.app_context():
-        gw = app.extensions["giga_gateway"]
-        calls = []
+    import requests
 
-        def call(deadline):
-            calls.append(1)
-            return gw.client.recharge(__import__("decimal").Decimal(5), deadline=deadline)
-        with pytest.raises(Exception):
-            gw.post(call, time.monotonic() + 5)
-    assert len(calls) == 2
+    from webapp.gateway import BillingGateway, MemoryStore
+    from webapp.giga import ConnectionFailed, GigaClient
+
+    class CountingSession(requests.Session):
+        attempts = 0
+
+        def request(self, *args, **kwargs):
+            CountingSession.attempts += 1
+            return super().request(*args, **kwargs)
+    client = GigaClient(f"http://127.0.0.1:{closed_port()}", "k", session=CountingSession())
+    gw = BillingGateway(client, MemoryStore())
+    with pytest.raises(ConnectionFailed) as info:
+        gw.top_up(__import__("decimal").Decimal(5), time.monotonic() + 5)
+    assert info.value.never_sent and CountingSession.attempts == 2
 
 
 def test_per_user_checkout_limit(client, auth, sandbox):

@@ -81,25 +81,36 @@ def register_extensions(app):
 
 
 def register_upstream(app):
-    """One client and one gateway per app; views reach them through ``app.extensions``."""
-    from .gateway import BillingGateway
-    from .giga import GigaClient
-    from .store import MemoryStore
+    """One clock, one shared-state store, one client and one gateway per app.
 
-    client = GigaClient(app.config["GIGA_API_URL"], app.config["GIGA_API_KEY"],
-                        connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT"],
-                        total_timeout=app.config["UPSTREAM_DEADLINE"])
-    store = app.config.get("STORE") or MemoryStore()
+    Views reach them through ``app.extensions``; the gateway is their only
+    way upstream. With ``REDIS_URL`` the store is shared by every process.
+    """
+    from .clock import Clock
+    from .gateway import BillingGateway, make_store
+    from .giga import GigaClient
+
+    cfg = app.config
+    clock = cfg.get("CLOCK") or Clock()
+    store = cfg.get("STORE") or make_store(cfg["REDIS_URL"], clock=clock)
+    if cfg["REDIS_URL"] and not cfg.get("STORE") and not store.ping():
+        log.warning("Redis at REDIS_URL is not answering yet; each process keeps its own "
+                    "state (and a share of the budget) until it does")
+    client = GigaClient(cfg["GIGA_API_URL"], cfg["GIGA_API_KEY"], clock=clock,
+                        connect_timeout=cfg["UPSTREAM_CONNECT_TIMEOUT"],
+                        total_timeout=cfg["UPSTREAM_DEADLINE"])
+    app.extensions["clock"] = clock
     app.extensions["giga_store"] = store
     app.extensions["giga_gateway"] = BillingGateway(
-        client, store,
-        billing_ttl=app.config["BILLING_CACHE_TTL"],
-        plans_ttl=app.config["PLANS_CACHE_TTL"],
-        stale_max_age=app.config["STALE_MAX_AGE"],
-        budget_per_minute=app.config["UPSTREAM_BUDGET_PER_MINUTE"],
-        get_retries=app.config["UPSTREAM_GET_RETRIES"],
-        breaker_threshold=app.config["BREAKER_THRESHOLD"],
-        breaker_cooldown=app.config["BREAKER_COOLDOWN"])
+        client, store, clock=clock,
+        billing_ttl=cfg["BILLING_CACHE_TTL"],
+        plans_ttl=cfg["PLANS_CACHE_TTL"],
+        stale_max_age=cfg["STALE_MAX_AGE"],
+        budget_per_minute=cfg["UPSTREAM_BUDGET_PER_MINUTE"],
+        reserved_for_actions=cfg["UPSTREAM_RESERVED_FOR_ACTIONS"],
+        get_retries=cfg["UPSTREAM_GET_RETRIES"],
+        breaker_threshold=cfg["BREAKER_THRESHOLD"],
+        breaker_cooldown=cfg["BREAKER_COOLDOWN"])
 
 
 def register_security(app):

@@ -11,8 +11,9 @@ from flask import render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .gateway import Declined
 from .giga import (AuthenticationError, BadResponse, ConnectionFailed, GigaError,
-                   PermissionDenied, RateLimited, ServerError, Timeout, Unavailable)
+                   PermissionDenied, RateLimited, ServerError, Timeout)
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ def render_error(status, title=None, message=None, *, retry_after=None, error=No
     return body, status, headers
 
 
-def describe_upstream(exc: GigaError) -> tuple[int, str, str]:
-    """``(status, title, plain message)`` for an upstream fault."""
+def describe_upstream(exc) -> tuple[int, str, str]:
+    """``(status, title, plain message)`` for a ``GigaError`` or a ``Declined``."""
     if isinstance(exc, AuthenticationError):
         return (502, "Billing is unavailable",
                 "The billing service does not accept this dashboard's API key (it is missing, "
@@ -56,8 +57,8 @@ def describe_upstream(exc: GigaError) -> tuple[int, str, str]:
     if isinstance(exc, RateLimited):
         return (503, "The billing service is busy",
                 "Too many requests reached the billing service from this account.")
-    if isinstance(exc, Unavailable):
-        # the dashboard held back (budget or breaker): the service was not asked
+    if isinstance(exc, Declined):
+        # the dashboard held back (cool-down, breaker, budget): the service was not asked
         return 503, "Please wait a moment", exc.message
     if isinstance(exc, Timeout):
         return 504, "The billing service is not answering", exc.message
@@ -72,7 +73,7 @@ def describe_upstream(exc: GigaError) -> tuple[int, str, str]:
     return (502, "The billing service refused the request", "The billing service said no.")
 
 
-def render_upstream_error(exc: GigaError, *, action_note=None):
+def render_upstream_error(exc, *, action_note=None):
     """The error page for an upstream fault, with its requestId and when to retry."""
     status, title, message = describe_upstream(exc)
     if action_note:
@@ -94,6 +95,7 @@ def init_errorhandlers(app):
         return render_error(exc.code)
 
     @app.errorhandler(GigaError)
+    @app.errorhandler(Declined)
     def upstream_error(exc):
         log.warning("upstream fault: %r", exc)
         return render_upstream_error(exc)

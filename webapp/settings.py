@@ -36,6 +36,7 @@ DEFAULTS = {
     "PLANS_CACHE_TTL": "3600",
     "STALE_MAX_AGE": "600",
     "UPSTREAM_BUDGET_PER_MINUTE": "30",
+    "UPSTREAM_RESERVED_FOR_ACTIONS": "5",
     "UPSTREAM_CONNECT_TIMEOUT": "3",
     "UPSTREAM_DEADLINE": "8",
     "UPSTREAM_GET_RETRIES": "2",
@@ -43,6 +44,7 @@ DEFAULTS = {
     "BREAKER_COOLDOWN": "30",
     "ACTIONS_PER_MINUTE": "5",
     "DATABASE_URL": None,
+    "REDIS_URL": None,
     "SESSION_IDLE_MINUTES": "30",
     "SESSION_MAX_HOURS": "12",
     "LOGIN_MAX_FAILURES": "5",
@@ -94,6 +96,28 @@ def _database_url(raw, instance: Path) -> str:
     return raw
 
 
+def _redis_url(raw) -> str | None:
+    """``REDIS_URL`` checked for shape (not reachability: Redis may start later)."""
+    if raw is None or not str(raw).strip():
+        return None
+    url = str(raw).strip()
+    message = ("REDIS_URL must look like redis://host:6379/0 (rediss:// for TLS, "
+               "unix:///path/to/redis.sock for a socket)")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"{message}, got a value that does not parse.") from None
+    if parts.scheme not in ("redis", "rediss", "unix") or \
+            (parts.scheme != "unix" and not parts.hostname) or \
+            (parts.scheme == "unix" and not parts.path):
+        raise ConfigError(f"{message}; got one starting {parts.scheme or '(no scheme)'}://.")
+    path = parts.path.strip("/")
+    if parts.scheme != "unix" and path and not path.isdigit():
+        raise ConfigError(f"{message}: the database after the slash must be a number.")
+    return url
+
+
 def load_settings(environ=None, overrides=None) -> dict:
     """Build the app's config from ``environ`` (default ``os.environ``) and ``overrides``.
 
@@ -135,6 +159,7 @@ def load_settings(environ=None, overrides=None) -> dict:
     if cfg["RECHARGE_MAX"] < cfg["RECHARGE_MIN"]:
         raise ConfigError("RECHARGE_MAX must not be below RECHARGE_MIN.")
     for name in ("BILLING_CACHE_TTL", "PLANS_CACHE_TTL", "STALE_MAX_AGE", "UPSTREAM_GET_RETRIES",
+                 "UPSTREAM_RESERVED_FOR_ACTIONS",
                  "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "TRUST_PROXY",
                  "LOGIN_FAILURE_WINDOW_MINUTES", "SANDBOX_PORT"):
         cfg[name] = _int(name, raw[name])
@@ -142,6 +167,10 @@ def load_settings(environ=None, overrides=None) -> dict:
                  "ACTIONS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
                  "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE"):
         cfg[name] = _int(name, raw[name], minimum=1)
+    if cfg["UPSTREAM_RESERVED_FOR_ACTIONS"] >= cfg["UPSTREAM_BUDGET_PER_MINUTE"]:
+        raise ConfigError("UPSTREAM_RESERVED_FOR_ACTIONS must be below "
+                          "UPSTREAM_BUDGET_PER_MINUTE: page views need some of the budget too.")
+    cfg["REDIS_URL"] = _redis_url(raw["REDIS_URL"])
     if cfg["STALE_MAX_AGE"] > 3600:
         raise ConfigError("STALE_MAX_AGE must be at most 3600 seconds: old figures mislead.")
     cfg["SQLALCHEMY_DATABASE_URI"] = _database_url(raw["DATABASE_URL"], instance)

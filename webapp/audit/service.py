@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..extensions import db
+from ..gateway import Declined
 from ..models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,10 @@ ACTIONS = (TOP_UP, PLAN_CHANGE)
 
 
 def upstream_outcome(exc) -> str:
-    """The audit outcome for an upstream error: its code, or its kind when it has none."""
+    """The audit outcome for an upstream fault: its code, or its kind when it has none;
+    a call the dashboard itself held back is marked as never sent."""
+    if isinstance(exc, Declined):
+        return f"not sent: {exc.code}"
     return f"upstream error: {exc.code or type(exc).__name__}"
 
 

@@ -16,9 +16,10 @@ from flask_login import current_user
 
 from ..audit import service as audit
 from ..errors import render_error, render_upstream_error
-from ..giga import ConnectionFailed, GigaError, Timeout
+from ..gateway import UpstreamFault
+from ..giga import ConnectionFailed, Timeout
 from ..security import checkout_url_allowed
-from .overview import deadline, gateway
+from .overview import deadline
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,9 @@ def allowed(url) -> bool:
                                 cfg["CHECKOUT_ALLOWED_ORIGINS"])
 
 
-def start_checkout(action, call, *, nonce, **fields):
-    """Run ``call(deadline=...)`` (subscribe or recharge) for the current user and
-    answer with a 303 to checkout or a page that says why not."""
+def start_checkout(action, operation, *, nonce, **fields):
+    """Run the gateway ``operation(deadline)`` (a top-up or a plan change) for the
+    current user and answer with a 303 to checkout or a page that says why not."""
     store = current_app.extensions["giga_store"]
     try:
         entry, earlier = audit.claim(action, nonce, **fields)
@@ -51,7 +52,7 @@ def start_checkout(action, call, *, nonce, **fields):
             "Wait a moment, check your balance, then try again.", retry_after=int(wait) + 1))
 
     try:
-        checkout = gateway().post(call, deadline())
+        checkout = operation(deadline())
     except (Timeout, ConnectionFailed) as exc:
         if exc.never_sent:
             return _upstream_failed(entry, exc)
@@ -63,7 +64,7 @@ def start_checkout(action, call, *, nonce, **fields):
             "The billing service did not answer in full, so we cannot tell whether a checkout "
             "was started. Nothing was retried. Check your balance before trying again.",
             error=exc), request_id=exc.request_id)
-    except GigaError as exc:
+    except UpstreamFault as exc:
         return _upstream_failed(entry, exc)
 
     if not allowed(checkout.checkout_url):
@@ -81,11 +82,10 @@ def start_checkout(action, call, *, nonce, **fields):
                      checkout_url=checkout.checkout_url)
     except audit.AuditWriteError:
         return _not_recorded()
-    gateway().forget_billing()
     return redirect(checkout.checkout_url, 303)
 
 
-def _upstream_failed(entry, exc: GigaError):
+def _upstream_failed(entry, exc):
     outcome = audit.upstream_outcome(exc)
     note = ("Nothing was sent, so nothing was charged." if exc.never_sent or exc.status
             else "Check your balance before trying again.")

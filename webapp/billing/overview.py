@@ -1,16 +1,16 @@
 """What the billing page shows, assembled from the two upstream reads."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from flask import current_app
 
-from ..gateway import BillingGateway, Reading
-from ..giga import Billing, GigaError, Plan
+from ..clock import Clock
+from ..gateway import BillingGateway, UpstreamFault
+from ..giga import Billing, Plan
 from .forecast import Forecast, forecast
 
 
@@ -18,28 +18,31 @@ def gateway() -> BillingGateway:
     return current_app.extensions["giga_gateway"]
 
 
+def clock() -> Clock:
+    return current_app.extensions["clock"]
+
+
 def deadline() -> float:
-    """The wall-clock limit for this page's upstream calls, well under a worker's timeout."""
-    return time.monotonic() + current_app.config["UPSTREAM_DEADLINE"]
+    """The limit for this page's upstream calls, well under a worker's timeout."""
+    return clock().monotonic() + current_app.config["UPSTREAM_DEADLINE"]
 
 
 @dataclass
 class Overview:
     billing: Billing
     fetched_at: datetime
-    stale_error: GigaError | None
+    stale_error: Exception | None
+    now: datetime
     plans: list[Plan] = field(default_factory=list)
-    plans_error: GigaError | None = None
+    plans_error: Exception | None = None
     current_plan: Plan | None = None
-    billing_reading: Reading | None = None
-    plans_reading: Reading | None = None
 
     @cached_property
     def forecast(self) -> Forecast | None:
         """Worked out only when a page is rendered; ``None`` without the plan list."""
         if self.current_plan is None and self.plans_error is not None:
             return None
-        return forecast(self.billing, self.current_plan, datetime.now(timezone.utc))
+        return forecast(self.billing, self.current_plan, self.now)
 
     @property
     def stale(self) -> bool:
@@ -77,17 +80,19 @@ def plan_direction(current: Plan | None, target: Plan) -> str:
 
 
 def load_overview(*, fresh=False) -> Overview:
-    """Read billing and plans together. Raises ``GigaError`` when billing cannot be shown."""
-    billing, plans = gateway().both(deadline(), fresh_billing=fresh)
-    if isinstance(billing, GigaError):
+    """Read billing and plans together.
+
+    Raises ``GigaError`` or ``Declined`` when billing cannot be shown.
+    """
+    billing, plans = gateway().balance_and_plans(deadline(), fresh_billing=fresh)
+    if isinstance(billing, UpstreamFault):
         raise billing
     overview = Overview(billing=billing.value, fetched_at=billing.fetched_at,
                         stale_error=billing.error if billing.stale else None,
-                        billing_reading=billing)
-    if isinstance(plans, GigaError):
+                        now=clock().now())
+    if isinstance(plans, UpstreamFault):
         overview.plans_error = plans
     else:
         overview.plans = plans.value
-        overview.plans_reading = plans
         overview.current_plan = next((p for p in plans.value if p.id == billing.value.plan), None)
     return overview

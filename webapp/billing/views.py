@@ -1,14 +1,13 @@
 import secrets
-import time
+from functools import partial
 
-from flask import abort, current_app, render_template, request, session
-from flask_wtf.csrf import generate_csrf
+from flask import abort, current_app, render_template, request
 from flask_login import current_user
 
 from ..audit import service as audit
 from ..auth.roles import permission_required
 from ..errors import render_error, render_upstream_error
-from ..giga import GigaError
+from ..gateway import UpstreamFault
 from . import bp
 from .actions import start_checkout
 from .amount import range_text
@@ -28,62 +27,23 @@ def _new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-PAGES_KEPT = 256
-NONCE_SLOT = "\x00nonce\x00"
-CSRF_SLOT = "\x00csrf\x00"
-
-
-def _page_key(overview, notice):
-    """What a plain view of the dashboard depends on, or ``None`` when it must be rendered."""
-    if overview.stale or overview.plans_error or notice or overview.plans_reading is None \
-            or session.get("_flashes"):  # a flash shows once; it must not be kept
-        return None
-    user = current_user
-    return (user.id, user.role, user.email, request.script_root,
-            overview.billing_reading.fetched_at, overview.plans_reading.fetched_at,
-            request.args.get("amount", ""), int(time.time() // 60))
-
-
-def _render_page(form, overview, notice, status):
+def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
+    """The billing page; an upstream fault on the balance read gets the error page."""
+    try:
+        overview = load_overview(fresh=fresh)
+    except UpstreamFault as exc:
+        return render_upstream_error(exc)
     cfg = current_app.config
+    if form is None:
+        form = TopUpForm(formdata=None)
+        amount = request.args.get("amount", "")
+        form.amount.data = amount if amount in PRESETS else ""
+    form.nonce.data = _new_nonce()
     presets = [p for p in PRESETS if cfg["RECHARGE_MIN"] <= int(p) <= cfg["RECHARGE_MAX"]]
     return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"])
                            ), status
-
-
-def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
-    """The billing page; an upstream fault on the balance read gets the error page.
-
-    A plain view is rendered once per user, readings and minute and kept
-    with two slots, filled on every view with a fresh CSRF token and a
-    fresh one-time token: rendering is most of a warm page's cost, and the
-    tokens are the only part that must differ between views.
-    """
-    try:
-        overview = load_overview(fresh=fresh)
-    except GigaError as exc:
-        return render_upstream_error(exc)
-    if form is not None:  # a form with errors: always rendered afresh
-        form.nonce.data = _new_nonce()
-        return _render_page(form, overview, notice, status)
-    key = _page_key(overview, notice)
-    pages = current_app.extensions.setdefault("billing_pages", {})
-    page = pages.get(key) if key is not None else None
-    if page is None:
-        form = TopUpForm(formdata=None)
-        amount = request.args.get("amount", "")
-        form.amount.data = amount if amount in PRESETS else ""
-        form.nonce.data = NONCE_SLOT if key is not None else _new_nonce()
-        html, _ = _render_page(form, overview, notice, status)
-        if key is None:
-            return html, status
-        page = html.replace(generate_csrf(), CSRF_SLOT)
-        if len(pages) >= PAGES_KEPT:
-            pages.clear()
-        pages[key] = page
-    return page.replace(CSRF_SLOT, generate_csrf()).replace(NONCE_SLOT, _new_nonce()), status
 
 
 @bp.get("")
@@ -108,8 +68,8 @@ def top_up():
         audit.record(audit.TOP_UP, "refused: invalid input", detail=errors[:500])
         return render_dashboard(form, status=422)
     amount = form.decimal
-    return start_checkout(audit.TOP_UP, lambda deadline: gateway().client.recharge(
-        amount, deadline=deadline), nonce=form.nonce.data, amount=amount)
+    return start_checkout(audit.TOP_UP, partial(gateway().top_up, amount),
+                          nonce=form.nonce.data, amount=amount)
 
 
 def _plan_change_context(plan_id):
@@ -117,7 +77,7 @@ def _plan_change_context(plan_id):
     when it cannot go ahead; ``reason`` is the audit outcome."""
     try:
         overview = load_overview()
-    except GigaError as exc:
+    except UpstreamFault as exc:
         return None, None, render_upstream_error(exc), audit.upstream_outcome(exc)
     if overview.plans_error is not None:
         exc = overview.plans_error
@@ -168,6 +128,6 @@ def change_plan(plan_id):
     if failure:
         audit.record(audit.PLAN_CHANGE, reason, plan_to=plan_id[:200])
         return failure
-    return start_checkout(audit.PLAN_CHANGE, lambda deadline: gateway().client.subscribe(
-        target.id, deadline=deadline), nonce=form.nonce.data,
-        plan_from=overview.billing.plan, plan_to=target.id)
+    return start_checkout(audit.PLAN_CHANGE, partial(gateway().change_plan, target.id),
+                          nonce=form.nonce.data, plan_from=overview.billing.plan,
+                          plan_to=target.id)

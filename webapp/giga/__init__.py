@@ -2,10 +2,10 @@
 from .client import Billing, Checkout, GigaClient, Plan
 from .errors import (AuthenticationError, BadResponse, ConnectionFailed, GigaError,
                      InsufficientCredits, InvalidRequest, NotFound, PermissionDenied,
-                     RateLimited, ServerError, Timeout, Unavailable)
+                     RateLimited, ServerError, Timeout)
 
 __all__ = [
     "Billing", "Checkout", "GigaClient", "Plan", "GigaError", "AuthenticationError",
     "BadResponse", "ConnectionFailed", "InsufficientCredits", "InvalidRequest",
-    "NotFound", "PermissionDenied", "RateLimited", "ServerError", "Timeout", "Unavailable",
+    "NotFound", "PermissionDenied", "RateLimited", "ServerError", "Timeout",
 ]

@@ -9,17 +9,22 @@ whether a call is a read (safe) or a POST (not safe).
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
+import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
+from ..clock import Clock
 from .errors import (BadResponse, ConnectionFailed, GigaError, Timeout)
 
 #: a body larger than this is not a billing answer
@@ -77,21 +82,81 @@ def canonical_amount(amount: Decimal) -> str:
     return text or "0"
 
 
+# -- connections a timed-out call can close ------------------------------------
+
+_tracking = threading.local()
+
+
+class _Tracked:
+    """Tells the thread that sends a request which connection carries it, so a
+    caller whose deadline passes can close that connection under it."""
+
+    def request(self, *args, **kwargs):
+        carriers = getattr(_tracking, "carriers", None)
+        if carriers is not None:
+            carriers.append(self)
+        return super().request(*args, **kwargs)
+
+
+class _TrackedHTTPConnection(_Tracked, HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class AbortableAdapter(HTTPAdapter):
+    """requests' adapter with connections that ``_abort`` can shut down."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _abort(carriers) -> None:
+    """Shut down the sockets under a call that outlived its deadline, so the
+    thread blocked reading from them gets an error at once and ends."""
+    for conn in list(carriers):
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed: the thread is on its way out
+
+
 class GigaClient:
     """The billing API, server-side, with the account's secret key."""
 
     def __init__(self, base_url: str, api_key: str | None, *, session=None,
                  connect_timeout: float = 3.0, total_timeout: float = 8.0,
-                 client_id: str | None = None):
+                 client_id: str | None = None, clock: Clock | None = None):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.session = session or requests.Session()
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, AbortableAdapter())
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
         self.client_id = client_id
+        self.clock = clock or Clock()
 
     def __repr__(self):  # never print the key
         return f"GigaClient({self.base_url!r})"
+
+    @property
+    def key_fingerprint(self) -> str:
+        """A short digest naming this key's shared state; the key cannot be got back from it."""
+        return hashlib.sha256((self._api_key or "").encode()).hexdigest()[:12]
 
     # -- the four endpoints -------------------------------------------------
 
@@ -126,11 +191,11 @@ class GigaClient:
         """Send one request and return ``(data, request_id)`` from a success envelope.
 
         The whole exchange -- connect, headers, body -- must finish before
-        ``deadline`` (a ``time.monotonic()`` value); a server that drips bytes
+        ``deadline`` (a ``clock.monotonic()`` value); a server that drips bytes
         cannot hold the caller past it. Raises ``GigaError``.
         """
         if deadline is None:
-            deadline = time.monotonic() + self.total_timeout
+            deadline = self.clock.monotonic() + self.total_timeout
         headers = {"Accept": "application/json",
                    "User-Agent": "giga-billing-dashboard/0.1",
                    "X-Request-Id": str(uuid.uuid4())}
@@ -148,25 +213,31 @@ class GigaClient:
         """Run the HTTP exchange on a helper thread and wait for it until ``deadline``.
 
         requests' read timeout restarts with every byte, so only a wall-clock
-        wait bounds a slow drip. Raises ``Timeout`` or ``ConnectionFailed``.
+        wait bounds a slow drip. When the wait runs out, the connection is shut
+        down, so the helper thread ends too instead of reading on.
+        Raises ``Timeout`` or ``ConnectionFailed``.
         """
-        remaining = deadline - time.monotonic()
+        remaining = deadline - self.clock.monotonic()
         if remaining <= 0:
             raise Timeout("The billing service did not answer in time.", never_sent=True)
         outcome: dict = {}
+        carriers: list = []
         done = threading.Event()
         timeout = (min(self.connect_timeout, remaining), max(remaining, 0.05))
 
         def work():
+            _tracking.carriers = carriers
             try:
                 outcome["value"] = self._exchange(method, url, body, headers, timeout)
             except BaseException as exc:  # handed to the waiting caller
                 outcome["error"] = exc
             finally:
+                _tracking.carriers = None
                 done.set()
 
         threading.Thread(target=work, name="giga-http", daemon=True).start()
         if not done.wait(remaining):
+            _abort(carriers)
             raise Timeout("The billing service did not answer in time.")
         if "error" in outcome:
             raise outcome["error"]

@@ -101,8 +101,3 @@ class Timeout(GigaError):
 
     transient = True
 
-
-class Unavailable(GigaError):
-    """The dashboard itself declined to call: circuit open, budget spent or cooling down."""
-
-    transient = True

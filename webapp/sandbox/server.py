@@ -18,7 +18,7 @@ from flask import Flask, Response, abort, redirect, render_template, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..formatting import init_formatting
-from ..store import MemoryStore
+from ..gateway.store import MemoryStore
 from .state import PLANS, SandboxState, plan_by_id
 
 log = logging.getLogger(__name__)

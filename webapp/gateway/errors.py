@@ -1,0 +1,53 @@
+"""What the gateway itself declines to do: its own decisions, not the API's answers.
+
+These are not ``GigaError``: nothing was sent, the billing service said
+nothing. They carry the same fields an error page reads (``message``,
+``retry_after``; no status, code or request ID), and ``never_sent`` is
+always true, so callers can say "nothing was charged".
+"""
+from __future__ import annotations
+
+from ..giga import GigaError
+
+
+class Declined(Exception):
+    """The dashboard held a call back to protect the shared API key."""
+
+    #: a declined read may fall back to the last good figures
+    transient = True
+    never_sent = True
+    status = None
+    hint = None
+    request_id = None
+    #: the audit trail's word for it
+    code = "DECLINED"
+
+    def __init__(self, message: str, *, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self):
+        return f"{type(self).__name__}(retry_after={self.retry_after!r})"
+
+
+class CoolingDown(Declined):
+    """The billing service answered 429 recently; nobody calls until its Retry-After."""
+
+    code = "COOLING_DOWN"
+
+
+class BreakerOpen(Declined):
+    """The billing service failed repeatedly; calls pause for the breaker's cool-down."""
+
+    code = "BREAKER_OPEN"
+
+
+class BudgetSpent(Declined):
+    """The dashboard's own share of the per-key limit is used up for this minute."""
+
+    code = "BUDGET_SPENT"
+
+
+#: everything that can stop an upstream call: the API's answers and the gateway's refusals
+UpstreamFault = (GigaError, Declined)

@@ -1,11 +1,15 @@
 """Benchmark, run on demand (not part of the tests):  python bench/benchmark.py
 
-Prints three figures:
+Prints:
   1. page latency over upstream latency with caching off;
   2. upstream requests per minute with 50 concurrent viewers for a minute;
-  3. page views per second with a warm cache next to a bare Flask "hello"
-     app, both under the same gunicorn settings (gunicorn.conf.py), loaded
-     by wrk (apt-get install wrk) or, without wrk, by Python threads.
+  3. scale-out on Redis: 1, 2 and 4 gunicorn processes sharing one
+     redis-server, 50 concurrent viewers each time -- page views per
+     second, p50 and p99 latency, and upstream calls per minute (which
+     must stay flat as processes are added). Load comes from wrk
+     (apt-get install wrk) or, without it, from Python threads;
+  4. the warm page's p50 and p99 when 50 viewers each view it once a
+     second, on the default single process.
 Options: --duration S (seconds of viewer load, default 60), --quick.
 """
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
+import logging
 import os
 import re
 import secrets
@@ -182,66 +187,129 @@ def gunicorn(app_spec, env, cwd) -> tuple[subprocess.Popen, str]:
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            requests.get(base + "/", timeout=1)
+            requests.get(base + "/", timeout=5)
             return proc, base
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"gunicorn did not start for {app_spec}")
 
 
-def load(url, seconds, cookie=None) -> float:
-    """Requests per second against ``url``: wrk when installed, else Python threads."""
+def load(url, seconds, cookie, connections=50) -> dict:
+    """Page views per second and latency percentiles (ms) against ``url``."""
     if shutil.which("wrk"):
-        cmd = ["wrk", "-t2", "-c16", f"-d{int(seconds)}s", url]
-        if cookie:
-            cmd[1:1] = ["-H", f"Cookie: {cookie}"]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if non2xx:
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s",
+                              "--latency", "-H", f"Cookie: {cookie}", url],
+                             capture_output=True, text=True, check=True).stdout
+        if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
             raise RuntimeError(f"{url} answered errors under load:\n{out}")
-        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    count = [0]
+
+        def ms(label):
+            value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()
+            return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+        return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                "p50": ms("50"), "p99": ms("99")}
+    latencies: list[float] = []
     stop = time.monotonic() + seconds
 
     def worker():
         s = requests.Session()
-        headers = {"Cookie": cookie} if cookie else {}
         while time.monotonic() < stop:
-            s.get(url, headers=headers)
-            count[0] += 1
-    threads = [threading.Thread(target=worker) for _ in range(16)]
+            t = time.perf_counter()
+            if s.get(url, headers={"Cookie": cookie}).status_code != 200:
+                raise RuntimeError(f"{url} answered an error under load")
+            latencies.append(time.perf_counter() - t)
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return count[0] / seconds
+    latencies.sort()
+    return {"rps": len(latencies) / seconds, "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
 
-def warm_page_vs_hello(tmp: Path, seconds: float) -> None:
-    upstream = Upstream(latency=0.05)
-    db = tmp / "gunicorn.db"
-    build_app(upstream, db)  # creates the tables and the viewer
-    env = app_env(upstream, db, BILLING_CACHE_TTL="3600")
-    dash, dash_base = gunicorn("wsgi:app", env, ROOT)
-    hello, hello_base = gunicorn("hello:app", {}, ROOT / "bench")
-    try:
-        session = signed_in(dash_base)
-        session.get(dash_base + "/billing")  # warm the cache
-        cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
-        load(dash_base + "/billing", 2, cookie)  # warm-up
-        page_rps = load(dash_base + "/billing", seconds, cookie)
-        load(hello_base + "/", 2)
-        hello_rps = load(hello_base + "/", seconds)
-    finally:
-        for proc in (dash, hello):
+def redis_server() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def scale_out(tmp: Path, seconds: float, ttl: str = "5") -> None:
+    """1, 2 and 4 processes on one Redis: throughput, latency, upstream calls a minute."""
+    if not shutil.which("redis-server"):
+        print("3. scale-out: skipped (apt-get install redis-server)")
+        return
+    print(f"3. scale-out on Redis, 50 concurrent viewers for {seconds:.0f} s each, "
+          f"BILLING_CACHE_TTL={ttl}, {os.cpu_count()} cores, 8 threads a process:")
+    print("   | processes | page views/s | p50 | p99 | upstream calls a minute |")
+    print("   | --- | --- | --- | --- | --- |")
+    for processes in (1, 2, 4):
+        redis_proc, redis_url = redis_server()
+        upstream = Upstream(latency=0.05)
+        db = tmp / f"scale-{processes}.db"
+        build_app(upstream, db)
+        env = app_env(upstream, db, REDIS_URL=redis_url, BILLING_CACHE_TTL=ttl,
+                      WEB_CONCURRENCY=str(processes))
+        proc, base = gunicorn("wsgi:app", env, ROOT)
+        try:
+            session = signed_in(base)
+            cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+            load(base + "/billing", 2, cookie)  # warm-up
+            upstream.times.clear()
+            figures = load(base + "/billing", seconds, cookie)
+            per_minute = len(upstream.times) * 60 / seconds
+        finally:
             proc.terminate()
             proc.wait(10)
-    print(f"3. gunicorn (gunicorn.conf.py), warm cache: dashboard {page_rps:.0f} views/s, "
-          f"hello {hello_rps:.0f} req/s -> {page_rps / hello_rps:.2f}x hello (target >= 0.5x)"
-          f"; upstream calls during the run: {len(upstream.times)}")
+            upstream.server.shutdown()
+            redis_proc.terminate()
+            redis_proc.wait(10)
+        print(f"   | {processes} | {figures['rps']:.0f} | {figures['p50']:.0f} ms "
+              f"| {figures['p99']:.0f} ms | {per_minute:.0f} |")
+
+
+def paced_viewers(tmp: Path, seconds: float, viewers: int = 50) -> None:
+    """The warm page as 50 people see it: each views it once a second (open loop),
+    against the default deployment (one gunicorn process, no Redis)."""
+    upstream = Upstream(latency=0.05)
+    db = tmp / "paced.db"
+    build_app(upstream, db)
+    proc, base = gunicorn("wsgi:app", app_env(upstream, db), ROOT)
+    latencies: list[float] = []
+    try:
+        sessions = [signed_in(base) for _ in range(viewers)]
+        stop = time.monotonic() + seconds
+
+        def viewer(session, offset):
+            due = time.monotonic() + offset
+            while due < stop:
+                time.sleep(max(0.0, due - time.monotonic()))
+                t = time.perf_counter()
+                if session.get(base + "/billing").status_code != 200:
+                    raise RuntimeError("the page answered an error")
+                latencies.append(time.perf_counter() - t)
+                due += 1.0
+        threads = [threading.Thread(target=viewer, args=(s, i / viewers))
+                   for i, s in enumerate(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    latencies.sort()
+    print(f"4. warm page, {viewers} viewers each viewing once a second for {seconds:.0f} s, "
+          f"one process: {len(latencies)} views, p50 {latencies[len(latencies) // 2] * 1000:.0f}"
+          f" ms, p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms (a page cache is "
+          "worth its complexity only if p99 > 100 ms)")
 
 
 def main():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="short runs, rough figures")
@@ -253,7 +321,8 @@ def main():
         latency_ratio(tmp, 10 if args.quick else 30)
         viewers_per_minute(tmp, duration, "30")
         viewers_per_minute(tmp, duration, "0")
-        warm_page_vs_hello(tmp, 5 if args.quick else 15)
+        scale_out(tmp, 15 if args.quick else 60)
+        paced_viewers(tmp, 15 if args.quick else 60)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The real client against the real sandbox (and the fault server) over loopback HTTP."""
 import json
+import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -221,3 +222,22 @@ def test_client_repr_hides_the_key():
                                            ("99999", 3600)])
 def test_retry_after_parsing(value, seconds):
     assert parse_retry_after(value) == seconds
+
+
+def _http_threads():
+    return [t for t in threading.enumerate() if t.name == "giga-http"]
+
+
+@pytest.mark.parametrize("action", [Hang(30), Drip(ok({"billing": {}}), interval=0.2)],
+                         ids=["hang", "drip"])
+def test_timed_out_calls_leave_no_thread_behind(fault_server, action):
+    """After a deadline passes the connection is closed and its thread ends."""
+    fault_server.handler = lambda *a: action
+    client = GigaClient(fault_server.url, "k", connect_timeout=1, total_timeout=0.3)
+    for _ in range(20):
+        with pytest.raises(Timeout):
+            client.get_billing()
+    ended_by = time.monotonic() + 3
+    while _http_threads() and time.monotonic() < ended_by:
+        time.sleep(0.05)
+    assert _http_threads() == []

@@ -8,6 +8,7 @@ import os
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 
 from .conftest import AuthActions, make_app
 
@@ -21,7 +22,9 @@ def pg_app(tmp_path, sandbox):
     from webapp.extensions import db
     app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)
     with app.app_context():
-        db.drop_all()
+        db.drop_all()  # and the migration history, so the next start builds it all again
+        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.session.commit()
         db.session.remove()
         db.engine.dispose()
     app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)

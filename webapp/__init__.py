@@ -5,8 +5,10 @@ wires one concern, in the order a request meets them.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, redirect, url_for
@@ -16,6 +18,8 @@ from .settings import ConfigError, load_settings
 __all__ = ["create_app", "ConfigError"]
 
 log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -47,6 +51,8 @@ def configure_logging(app):
     app.logger.removeHandler(default_handler)  # root's handler prints it already
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # alembic lists its plugins when first imported: noise on every start
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def register_sandbox(app):
@@ -73,9 +79,10 @@ def register_sandbox(app):
 
 def register_extensions(app):
     from .auth.sessions import init_login
-    from .extensions import csrf, db
+    from .extensions import csrf, db, migrate
 
     db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
     init_login(app)
 
@@ -154,19 +161,50 @@ def register_commands(app):
 
 
 def init_database(app):
-    """Create missing tables; seed demo users in sandbox mode, remove them otherwise."""
-    from .users.service import sync_demo_users
+    """Bring the schema up to date (Alembic migrations), then seed demo users in
+    sandbox mode or remove them otherwise."""
     from .extensions import db
+    from .users.service import sync_demo_users
 
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    if url.startswith("sqlite:///"):
+    sqlite_file = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+    if sqlite_file:
         # a newcomer's first run: the instance/ folder does not exist yet
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
     with app.app_context():
-        db.create_all()
+        with _one_migrator(sqlite_file):
+            _upgrade_schema()
         seeded = sync_demo_users(app.config["SANDBOX_MODE"])
     if seeded and not app.config["TESTING"]:
         print("\n  Sandbox mode: no GIGA_API_KEY set, so the dashboard talks to a built-in\n"
               f"  billing API at {app.config['GIGA_API_URL']} (no real money).\n"
               "  Sign in as admin@demo.test, finance@demo.test or viewer@demo.test,\n"
               "  password: demo\n", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _one_migrator(sqlite_file: str | None):
+    """Let one process at a time migrate a SQLite file (PostgreSQL takes an
+    advisory lock in ``migrations/env.py`` instead)."""
+    if not sqlite_file:
+        yield
+        return
+    with open(sqlite_file + ".migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _upgrade_schema():
+    """``flask db upgrade``, quietly: at start nothing needs saying unless it fails."""
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        from flask_migrate import upgrade
+
+        upgrade()
+    finally:
+        alembic_log.setLevel(level)

@@ -87,6 +87,9 @@ class FaultServer:
     def __init__(self):
         self.handler = healthy
         self.requests: list[tuple[str, str, bytes, dict]] = []
+        #: when each request arrived (``time.monotonic()``), in step with ``requests``
+        self.arrivals: list[float] = []
+        self._log_lock = threading.Lock()
         server = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -108,6 +111,12 @@ class FaultServer:
     def count(self, prefix="/api/"):
         return sum(1 for r in self.requests if r[1].startswith(prefix))
 
+    def times(self, path, since=0.0) -> list[float]:
+        """When requests for exactly ``path`` arrived, from ``since`` on."""
+        with self._log_lock:
+            pairs = list(zip(self.arrivals, self.requests))
+        return [t for t, r in pairs if r[1] == path and t >= since]
+
     def close(self):
         self._tcp.shutdown()
         self._tcp.server_close()
@@ -116,7 +125,9 @@ class FaultServer:
         method, path, body, headers = _read_request(sock)
         if method is None:
             return
-        self.requests.append((method, path, body, headers))
+        with self._log_lock:
+            self.arrivals.append(time.monotonic())
+            self.requests.append((method, path, body, headers))
         action = self.handler(method, path, body)
         try:
             if isinstance(action, Hang):

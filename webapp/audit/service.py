@@ -23,7 +23,7 @@ def upstream_outcome(exc) -> str:
     """The audit outcome for an upstream fault: its code, or its kind when it has none;
     a call the dashboard itself held back is marked as never sent."""
     if isinstance(exc, Declined):
-        return f"not sent: {exc.code}"
+        return f"not sent: {exc.reason}"
     return f"upstream error: {exc.code or type(exc).__name__}"
 
 

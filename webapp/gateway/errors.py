@@ -17,10 +17,11 @@ class Declined(Exception):
     transient = True
     never_sent = True
     status = None
+    code = None
     hint = None
     request_id = None
     #: the audit trail's word for it
-    code = "DECLINED"
+    reason = "declined"
 
     def __init__(self, message: str, *, retry_after: int | None = None):
         super().__init__(message)
@@ -34,19 +35,19 @@ class Declined(Exception):
 class CoolingDown(Declined):
     """The billing service answered 429 recently; nobody calls until its Retry-After."""
 
-    code = "COOLING_DOWN"
+    reason = "cooling down"
 
 
 class BreakerOpen(Declined):
     """The billing service failed repeatedly; calls pause for the breaker's cool-down."""
 
-    code = "BREAKER_OPEN"
+    reason = "breaker open"
 
 
 class BudgetSpent(Declined):
     """The dashboard's own share of the per-key limit is used up for this minute."""
 
-    code = "BUDGET_SPENT"
+    reason = "budget spent"
 
 
 #: everything that can stop an upstream call: the API's answers and the gateway's refusals

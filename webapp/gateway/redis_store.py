@@ -30,8 +30,10 @@ from .store import MemoryStore
 
 log = logging.getLogger(__name__)
 
-#: processes assumed to share the budget when Redis was never reached
+#: processes assumed to share the budget until heartbeats have been seen for a while
 ASSUMED_PROCESSES = 4
+#: the fallback divides by the most processes seen alive over this long
+PROCESS_MEMORY = 300.0
 #: a process that has not been heard from for this long no longer counts
 HEARTBEAT_TTL_MS = 60_000
 HEARTBEAT_EVERY = 10.0
@@ -74,8 +76,18 @@ def connect(url: str, op_timeout: float = 0.5) -> redis.Redis:
     """
     return redis.Redis.from_url(url, socket_timeout=op_timeout,
                                 socket_connect_timeout=op_timeout,
-                                retry=Retry(NoBackoff(), 0), health_check_interval=30,
-                                decode_responses=True)
+                                retry=Retry(NoBackoff(), 0), health_check_interval=30)
+
+
+def _text(raw: bytes | None) -> str | None:
+    """Stored bytes as text; bytes that are not UTF-8 (nobody here wrote them) as absent."""
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("ignoring a value in Redis that is not text")
+        return None
 
 
 class RedisStore:
@@ -90,7 +102,9 @@ class RedisStore:
         self._recheck = recheck
         self._down_until = 0.0
         self._down = False
-        self._processes = ASSUMED_PROCESSES
+        # (when, how many): a process just started, or after Redis came back
+        # empty, sees few heartbeats yet, so the largest recent count is used
+        self._counts = [(self._clock.monotonic(), ASSUMED_PROCESSES)]
         self._next_heartbeat = 0.0
         self._nonce = secrets.token_hex(4)
         self._state_lock = threading.Lock()
@@ -108,8 +122,9 @@ class RedisStore:
 
     @property
     def processes(self) -> int:
-        """Processes last seen sharing this Redis (what the fallback budget is divided by)."""
-        return self._processes
+        """The most processes seen sharing this Redis lately (what the fallback budget is
+        divided by)."""
+        return max(count for _, count in self._counts)
 
     def ping(self) -> bool:
         """True when Redis answers now."""
@@ -126,7 +141,7 @@ class RedisStore:
             return local()
         try:
             result = remote()
-            self._beat()
+            self.heartbeat()
         except (redis.RedisError, OSError) as exc:
             with self._state_lock:
                 self._down_until = self._clock.monotonic() + self._recheck
@@ -134,7 +149,7 @@ class RedisStore:
                     self._down = True
                     log.warning("Redis is not answering (%s); using this process's own "
                                 "state and a 1/%d share of the budget until it is back",
-                                type(exc).__name__, self._processes)
+                                type(exc).__name__, self.processes)
             return local()
         if self._down:
             with self._state_lock:
@@ -143,15 +158,19 @@ class RedisStore:
                     log.warning("Redis is back; shared state resumed")
         return result
 
-    def _beat(self):
-        """Say this process is alive, every few seconds, and learn how many others are."""
+    def heartbeat(self, force: bool = False) -> None:
+        """Say this process is alive (every few seconds, or now when ``force``d),
+        and learn how many others are. Raises ``redis.RedisError``."""
         now = self._clock.monotonic()
-        if now < self._next_heartbeat:
+        if now < self._next_heartbeat and not force:
             return
         self._next_heartbeat = now + HEARTBEAT_EVERY
         member = f"{socket.gethostname()}:{os.getpid()}:{self._nonce}"
-        self._processes = max(1, int(self._heartbeat(keys=[self._prefix + "processes"],
-                                                     args=[member, HEARTBEAT_TTL_MS])))
+        count = int(self._heartbeat(keys=[self._prefix + "processes"],
+                                    args=[member, HEARTBEAT_TTL_MS]))
+        with self._state_lock:
+            self._counts = [(t, c) for t, c in self._counts if t > now - PROCESS_MEMORY]
+            self._counts.append((now, max(1, count)))
 
     # -- the store's methods ----------------------------------------------------------
 
@@ -166,7 +185,7 @@ class RedisStore:
                 pipe.get(key)
                 pipe.pttl(key)
             answers = pipe.execute()
-            values = answers[0::2]
+            values = [_text(raw) for raw in answers[0::2]]
             for key, value, ttl in zip(keys, values, answers[1::2]):
                 if value is not None:
                     self._local.set(key, value, ttl / 1000 if ttl and ttl > 0 else None)
@@ -204,5 +223,5 @@ class RedisStore:
             taken, wait_ms = self._take(keys=[key], args=[limit, int(window * 1000),
                                                           secrets.token_hex(8)])
             return bool(taken), max(0.0, int(wait_ms) / 1000)
-        share = max(1, limit // max(1, self._processes))
+        share = max(1, limit // self.processes)
         return self._run(remote, lambda: self._local.take(key, share, window))

@@ -34,7 +34,12 @@ def main():
                                             "color_scheme": "dark"}, "/billing"),
              ("confirm-plan-change", "admin", {"viewport": {"width": 1280, "height": 800}},
               "/billing/plans/pro"),
-             ("dashboard-viewer", "viewer", {"viewport": {"width": 1280, "height": 900}}, "/billing")]
+             ("dashboard-viewer", "viewer", {"viewport": {"width": 1280, "height": 900}}, "/billing"),
+             ("usage-30-days", "finance", {"viewport": {"width": 1280, "height": 900}},
+              "/billing?range=30#usage"),
+             ("usage-phone-dark", "finance", {"viewport": {"width": 375, "height": 812},
+                                              "is_mobile": True, "device_scale_factor": 2,
+                                              "color_scheme": "dark"}, "/billing#usage")]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         for name, role, options, path in shots:

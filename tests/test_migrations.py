@@ -36,10 +36,15 @@ def _version(url) -> str | None:
 def _first_release_database(url):
     """What the first release left: its tables from create_all, a user, no history."""
     engine = sa.create_engine(url)
+    schema = (Path(__file__).parent / "support" /
+              f"first_release_{engine.dialect.name}.sql").read_text()
     with engine.begin() as conn:
-        db.metadata.drop_all(conn)
-        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-        db.metadata.create_all(conn)  # the first release's schema, as it made it
+        for table in ("alembic_version", "balance_snapshots", "user_sessions", "audit_entries",
+                      "login_failures", "users"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        ddl = "\n".join(line for line in schema.splitlines() if not line.startswith("--"))
+        for statement in filter(str.strip, ddl.split(";")):
+            conn.execute(sa.text(statement))
         conn.execute(sa.text(
             "INSERT INTO users (email, role, password_hash, is_demo, created_at) "
             "VALUES ('kept@example.com', 'admin', 'x', false, CURRENT_TIMESTAMP)"))

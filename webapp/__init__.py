@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from decimal import Decimal
 import sys
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from flask import Flask, redirect, url_for
@@ -64,9 +66,10 @@ def register_sandbox(app):
 
     sandbox = app.config.get("SANDBOX")
     if sandbox is None:
-        sandbox = Sandbox(app.config["SANDBOX_STATE_PATH"],
-                          port=app.config["SANDBOX_PORT"]).start()
+        sandbox = Sandbox(app.config["SANDBOX_STATE_PATH"], port=app.config["SANDBOX_PORT"],
+                          spend_per_hour=app.config["SANDBOX_SPEND_PER_HOUR"]).start()
         app.config["SANDBOX"] = sandbox
+        app.config["SANDBOX_SEED_HISTORY"] = True  # a newcomer's chart should not be empty
     app.config["GIGA_API_URL"] = sandbox.url
     app.config["GIGA_API_KEY"] = sandbox.api_key
     # the sandbox checkout page is on loopback over http: allowed here, and only here
@@ -96,6 +99,7 @@ def register_upstream(app):
     from .clock import Clock
     from .gateway import BillingGateway, make_store
     from .giga import GigaClient
+    from .history import record_reading
 
     cfg = app.config
     clock = cfg.get("CLOCK") or Clock()
@@ -117,7 +121,8 @@ def register_upstream(app):
         reserved_for_actions=cfg["UPSTREAM_RESERVED_FOR_ACTIONS"],
         get_retries=cfg["UPSTREAM_GET_RETRIES"],
         breaker_threshold=cfg["BREAKER_THRESHOLD"],
-        breaker_cooldown=cfg["BREAKER_COOLDOWN"])
+        breaker_cooldown=cfg["BREAKER_COOLDOWN"],
+        on_billing_read=partial(record_reading, app))
 
 
 def register_security(app):
@@ -130,10 +135,12 @@ def register_blueprints(app):
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
     from .billing import bp as billing_bp
+    from .history import bp as history_bp
     from .users import bp as users_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(billing_bp)
+    app.register_blueprint(history_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(users_bp)
 
@@ -155,9 +162,11 @@ def register_template_helpers(app):
 
 
 def register_commands(app):
+    from .history.cli import billing_cli
     from .users.cli import users_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(billing_cli)
 
 
 def init_database(app):
@@ -174,6 +183,8 @@ def init_database(app):
     with app.app_context():
         with _one_migrator(sqlite_file):
             _upgrade_schema()
+            if app.config.get("SANDBOX_SEED_HISTORY"):
+                _seed_sandbox_history(app)
         seeded = sync_demo_users(app.config["SANDBOX_MODE"])
     if seeded and not app.config["TESTING"]:
         print("\n  Sandbox mode: no GIGA_API_KEY set, so the dashboard talks to a built-in\n"
@@ -195,6 +206,21 @@ def _one_migrator(sqlite_file: str | None):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _seed_sandbox_history(app):
+    """A month of past sandbox readings, once, so the usage chart has bars at once."""
+    from .giga.client import parse_billing
+    from .history import seed
+    from .history.service import latest
+    from .sandbox import PLANS
+
+    if latest() is not None:
+        return
+    billing = parse_billing({"billing": app.config["SANDBOX"].state.billing()})
+    monthly = next((p["monthlyCredits"] for p in PLANS if p["id"] == billing.plan), None)
+    if isinstance(monthly, (int, Decimal)):
+        seed.seed(billing, Decimal(monthly), app.extensions["clock"].now())
 
 
 def _upgrade_schema():

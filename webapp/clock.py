@@ -51,3 +51,10 @@ class FrozenClock(Clock):
     def advance(self, seconds: float) -> None:
         self._wall += seconds
         self._offset += seconds
+
+
+def app_clock() -> Clock:
+    """The running app's clock (``create_app`` keeps it in ``app.extensions``)."""
+    from flask import current_app
+
+    return current_app.extensions["clock"]

@@ -1,7 +1,7 @@
 """How figures read on a page: money as ``$1,234.50``, dates in UTC, words kept."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
@@ -28,9 +28,10 @@ def number(value) -> str:
     return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
 
 
-def day(value: datetime) -> str:
-    """``Mar 1, 2024`` (UTC)."""
-    value = value.astimezone(timezone.utc)
+def day(value: datetime | date) -> str:
+    """``Mar 1, 2024`` (a datetime is shown as its UTC date)."""
+    if isinstance(value, datetime):
+        value = value.astimezone(timezone.utc)
     return f"{value:%b} {value.day}, {value.year}"
 
 

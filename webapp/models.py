@@ -1,5 +1,5 @@
 """What the dashboard stores: users, their sign-in sessions, failed sign-ins,
-and the audit trail of billing actions."""
+the audit trail of billing actions, and the balance history."""
 from __future__ import annotations
 
 import secrets
@@ -115,3 +115,27 @@ class AuditEntry(db.Model):
     checkout_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     #: the form's one-time token: a replayed form finds the first attempt
     nonce: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    #: what later balance readings showed of a checkout: "credited" or "plan changed"
+    seen: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BalanceSnapshot(db.Model):
+    """The account's figures as read from the API, from first to last seen unchanged.
+
+    A reading that changes nothing only moves ``last_seen_at`` on, so the
+    series stays compact; the API keeps no history, so this table is it.
+    """
+
+    __tablename__ = "balance_snapshots"
+    __table_args__ = (Index("ix_balance_snapshots_first_seen_at", "first_seen_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    plan: Mapped[str] = mapped_column(String(200))
+    plan_credits_remaining: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    prepaid_balance: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    total_balance: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -45,6 +45,8 @@ DEFAULTS = {
     "ACTIONS_PER_MINUTE": "5",
     "DATABASE_URL": None,
     "REDIS_URL": None,
+    "HISTORY_DAYS": "400",
+    "SANDBOX_SPEND_PER_HOUR": "0.30",
     "SESSION_IDLE_MINUTES": "30",
     "SESSION_MAX_HOURS": "12",
     "LOGIN_MAX_FAILURES": "5",
@@ -74,6 +76,17 @@ def _money(name, raw) -> Decimal:
     if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2:
         raise ConfigError(f"{name} must be a positive amount with at most two decimals, "
                           f"got {raw!r}.")
+    return value
+
+
+def _amount(name, raw) -> Decimal:
+    """A non-negative amount (zero allowed), for rates."""
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be an amount like 0.30, got {raw!r}.") from None
+    if not value.is_finite() or value < 0 or value > 1000:
+        raise ConfigError(f"{name} must be an amount from 0 to 1000, got {raw!r}.")
     return value
 
 
@@ -163,7 +176,9 @@ def load_settings(environ=None, overrides=None) -> dict:
                  "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "TRUST_PROXY",
                  "LOGIN_FAILURE_WINDOW_MINUTES", "SANDBOX_PORT"):
         cfg[name] = _int(name, raw[name])
-    for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "BREAKER_COOLDOWN",
+    cfg["SANDBOX_SPEND_PER_HOUR"] = _amount("SANDBOX_SPEND_PER_HOUR",
+                                            raw["SANDBOX_SPEND_PER_HOUR"])
+    for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "HISTORY_DAYS", "BREAKER_COOLDOWN",
                  "ACTIONS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
                  "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE"):
         cfg[name] = _int(name, raw[name], minimum=1)

@@ -134,3 +134,40 @@ def test_keyboard_alone_completes_a_top_up_with_visible_focus(new_page, live):
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*checkout=success$"))
     expect(page.locator("#prepaid-balance")).to_contain_text("$70.00")
+
+
+def test_finance_reads_the_chart_pays_and_reconciles(page, live, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from webapp.giga.client import parse_billing
+    from webapp.history.seed import seed
+
+    with live.app.app_context():
+        seed(parse_billing({"billing": live.sandbox.state.billing()}), Decimal(100),
+             datetime.now(timezone.utc) - timedelta(minutes=1))
+    sign_in(page, live, "finance")
+    chart = page.get_by_role("img", name=re.compile("Usage a day"))
+    expect(chart).to_be_visible()
+    page.get_by_role("link", name="Last 30 days").click()
+    expect(page.get_by_role("link", name="Last 30 days")).to_have_attribute("aria-current", "true")
+    page.get_by_text("The figures as a table").click()
+    expect(page.get_by_role("table").filter(has_text="Closing balance")).to_be_visible()
+
+    page.get_by_label("Amount (USD)").fill("40")
+    page.get_by_role("button", name="Continue to checkout").click()
+    page.get_by_role("button", name="Pay").click()
+    page.wait_for_url(re.compile(r".*/billing\?checkout=success$"))
+    page.get_by_role("link", name="Audit trail").click()
+    row = page.get_by_role("row").filter(has_text="$40.00")
+    expect(row).to_contain_text("credited")
+
+    page.goto(live.url + "/billing")
+    for name, stem in (("Download usage (CSV)", "usage-"),
+                       ("Download every reading (CSV)", "balance-history-")):
+        with page.expect_download() as info:
+            page.get_by_role("link", name=name).click()
+        download = info.value
+        assert download.suggested_filename.startswith(stem)
+        text = (tmp_path / download.suggested_filename)
+        download.save_as(text)
+        assert text.read_text().count("\n") > 10

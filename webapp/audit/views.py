@@ -1,19 +1,20 @@
-import csv
-import io
 from datetime import date, datetime, time, timedelta, timezone
 
-from flask import Response, render_template, request
+from flask import render_template, request
 from sqlalchemy import select
 
 from ..auth.roles import permission_required
 from ..extensions import db
 from ..models import AuditEntry
 from . import bp
+from ..clock import app_clock as clock
+from ..downloads import csv_download
+from ..history.service import checkout_status
 from .service import ACTIONS
 
 MAX_ROWS = 5000
 CSV_COLUMNS = ("time (UTC)", "email", "role", "action", "amount (USD)", "plan from", "plan to",
-               "outcome", "request id", "detail")
+               "outcome", "request id", "detail", "seen in balance", "seen at (UTC)")
 
 
 def _date(name):
@@ -52,34 +53,24 @@ def _filtered():
 def trail():
     rows, filters, errors = _filtered()
     return render_template("audit/trail.html", rows=rows, filters=filters, errors=errors,
-                           actions=ACTIONS, max_rows=MAX_ROWS)
+                           actions=ACTIONS, max_rows=MAX_ROWS, status=checkout_status,
+                           now=clock().now())
 
 
-def safe_cell(value) -> str:
-    """A CSV cell a spreadsheet shows as text: never a formula."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+def _stamp(when) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if when else ""
 
 
-def csv_row(entry: AuditEntry):
-    return [safe_cell(v) for v in (
-        entry.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), entry.user_email,
-        entry.user_role, entry.action,
-        format(entry.amount, "f") if entry.amount is not None else "",
-        entry.plan_from, entry.plan_to, entry.outcome, entry.request_id, entry.detail)]
+def csv_row(entry: AuditEntry, now) -> tuple:
+    return (_stamp(entry.at), entry.user_email, entry.user_role, entry.action,
+            format(entry.amount, "f") if entry.amount is not None else "",
+            entry.plan_from, entry.plan_to, entry.outcome, entry.request_id, entry.detail,
+            checkout_status(entry, now), _stamp(entry.seen_at))
 
 
 @bp.get("/export.csv")
 @permission_required("audit")
 def export():
     rows, filters, _ = _filtered()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_row(r) for r in rows)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition":
-                             f'attachment; filename="billing-audit-{stamp}.csv"'})
+    now = clock().now()
+    return csv_download([CSV_COLUMNS] + [csv_row(r, now) for r in rows], "billing-audit")

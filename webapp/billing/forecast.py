@@ -1,10 +1,13 @@
-"""The run-out forecast: from what the API already gives, how fast credits
-are going and when the balance would be gone at that pace.
+"""The run-out forecast: how fast credits are going and when the balance
+would be gone at that pace.
 
-Plan credits used so far = the plan's monthly credits - plan credits left.
-Pace = used / days elapsed in the period. The total balance (plan credits
-left plus prepaid) lasts ``total / pace`` days. All money stays Decimal;
-only the resulting *time* becomes a timedelta.
+With at least a day of recorded readings the pace is the usage observed
+over the last 7 days (``history.usage``). Without it, the pace is the
+period's average: plan credits used so far (the plan's monthly credits -
+plan credits left, or what the readings show when the plan changed
+mid-period and its credits were granted again) over the days elapsed. The
+total balance (plan credits left plus prepaid) lasts ``total / pace`` days.
+All money stays Decimal; only the resulting *time* becomes a timedelta.
 """
 from __future__ import annotations
 
@@ -31,10 +34,20 @@ class Forecast:
     balance_runs_out: datetime | None = None
     lasts_past_period: bool = False
     reason: str | None = None
+    #: what the pace is worked out from, in words for the page
+    basis: str = "this period's average"
+    #: part of the usage so far could not be told from the readings
+    used_is_partial: bool = False
 
 
-def forecast(billing: Billing, plan: Plan | None, now: datetime) -> Forecast:
-    """The forecast for ``billing`` on ``plan`` (``None`` if the plan is unknown) at ``now``."""
+def forecast(billing: Billing, plan: Plan | None, now: datetime, *, observed=None,
+             used_so_far: tuple[Decimal, bool] | None = None) -> Forecast:
+    """The forecast for ``billing`` on ``plan`` (``None`` if the plan is unknown) at ``now``.
+
+    ``observed`` is a recent pace from the history (``usage.Pace``);
+    ``used_so_far`` the period's usage as the readings show it, with whether
+    part of it is unknown.
+    """
     start, end = billing.period_start, billing.period_end
     period = Decimal((end - start).total_seconds())
     elapsed = Decimal(max(0.0, min((now - start).total_seconds(), float(period))))
@@ -46,13 +59,20 @@ def forecast(billing: Billing, plan: Plan | None, now: datetime) -> Forecast:
         return Forecast(None, None, reason="The plan's allowance is custom, so usage so far "
                         "cannot be worked out from the balance.", **base)
     used = max(Decimal(0), plan.monthly_credits - billing.plan_credits_remaining)
-    if now < start or now - start < MIN_ELAPSED:
+    partial = False
+    if used_so_far is not None:
+        used, partial = used_so_far
+    base["used_is_partial"] = partial
+    if observed is not None:
+        pace, base["basis"] = observed.per_day, observed.basis
+    elif now < start or now - start < MIN_ELAPSED:
         return Forecast(None, used, reason="The period has only just begun; a pace needs a "
                         "few more hours of use.", **base)
-    if used == 0:
+    else:
+        pace = used / (elapsed / SECONDS_PER_DAY)
+    if pace == 0:
         return Forecast(Decimal(0), used, lasts_past_period=True,
-                        reason="No plan credits used yet this period.", **base)
-    pace = used / (elapsed / SECONDS_PER_DAY)
+                        reason="No credits used yet.", **base)
 
     def when_gone(amount: Decimal) -> datetime:
         if amount <= 0:

@@ -8,6 +8,9 @@ from ..audit import service as audit
 from ..auth.roles import permission_required
 from ..errors import render_error, render_upstream_error
 from ..gateway import UpstreamFault
+from ..history.report import (DEFAULT_RANGE, RANGES, observed_pace, usage_report,
+                              used_this_period)
+from ..history.service import pending_checkouts
 from . import bp
 from .actions import start_checkout
 from .amount import range_text
@@ -33,6 +36,7 @@ def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
         overview = load_overview(fresh=fresh)
     except UpstreamFault as exc:
         return render_upstream_error(exc)
+    _add_history(overview)
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)
@@ -40,10 +44,24 @@ def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
         form.amount.data = amount if amount in PRESETS else ""
     form.nonce.data = _new_nonce()
     presets = [p for p in PRESETS if cfg["RECHARGE_MIN"] <= int(p) <= cfg["RECHARGE_MAX"]]
+    report = usage_report(request.args.get("range", DEFAULT_RANGE), overview.billing,
+                          overview.now, overview.monthly_credits_of)
+    pending = pending_checkouts(overview.now) if current_user.can("audit") else []
     return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
                            presets=presets, can_change=current_user.can("change_plan"),
-                           amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"])
-                           ), status
+                           amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
+                           report=report, ranges=RANGES, pending=pending), status
+
+
+def _add_history(overview):
+    """What the recorded readings add to the forecast: a recent pace, and the
+    period's usage when the plan changed mid-period (its credits were granted again)."""
+    if overview.plans_error is not None:
+        return
+    overview.observed_pace = observed_pace(overview.billing, overview.now,
+                                           overview.monthly_credits_of)
+    overview.used_so_far = used_this_period(overview.billing, overview.now,
+                                            overview.monthly_credits_of)
 
 
 @bp.get("")

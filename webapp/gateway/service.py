@@ -43,7 +43,7 @@ class BillingGateway:
     def __init__(self, client: GigaClient, store, *, clock: Clock | None = None,
                  billing_ttl=30, plans_ttl=3600, stale_max_age=600, budget_per_minute=30,
                  reserved_for_actions=5, get_retries=2, breaker_threshold=5,
-                 breaker_cooldown=30):
+                 breaker_cooldown=30, on_billing_read=None):
         self.client = client
         self.store = store
         self.clock = clock or Clock()
@@ -55,6 +55,8 @@ class BillingGateway:
         self.get_retries = get_retries
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown = breaker_cooldown
+        #: told of every balance this gateway reads upstream (the history keeps them)
+        self.on_billing_read = on_billing_read
         # the key's fingerprint, never the key, names its shared state
         self._ns = f"giga:{client.key_fingerprint}:"
         self._inflight: dict[str, Future] = {}
@@ -201,6 +203,8 @@ class BillingGateway:
                     # kept past its TTL on purpose: it is the stale fallback
                     self.store.set(self._ns + name, dumps(name, reading),
                                    ttl=max(self.stale_max_age, 1) + 60)
+                    if name == "billing" and self.on_billing_read is not None:
+                        self.on_billing_read(reading)
                     return reading
                 finally:
                     self.store.delete(lock)

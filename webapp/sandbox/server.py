@@ -63,8 +63,9 @@ class Sandbox:
     """A running sandbox: ``start()`` it, read ``url`` and ``api_key``, ``stop()`` it."""
 
     def __init__(self, state_path, *, api_key=None, host="127.0.0.1", port=0,
-                 rate_limit=60):
-        self.state = SandboxState(state_path)
+                 rate_limit=60, spend_per_hour=0):
+        #: ``spend_per_hour``: credits the account's agents use on their own
+        self.state = SandboxState(state_path, spend_per_hour=spend_per_hour)
         self.api_key = api_key or "giga_sk_sandbox_" + secrets.token_hex(16)
         self.host = host
         self.port = port

@@ -11,7 +11,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 PERIOD = timedelta(days=30)
@@ -54,8 +54,9 @@ def fresh_account() -> dict:
 class SandboxState:
     """The account and its checkout sessions, persisted at ``path``."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, spend_per_hour=0):
         self.path = Path(path)
+        self.spend_per_hour = Decimal(spend_per_hour)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.path.with_suffix(self.path.suffix + ".lock")
 
@@ -66,6 +67,7 @@ class SandboxState:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 account = self._load()
+                _spend(account, self.spend_per_hour)
                 _roll_period(account)
                 yield account
                 self._save(account)
@@ -130,6 +132,27 @@ class SandboxState:
         with self.edit() as a:
             a.clear()
             a.update(fresh_account())
+
+
+def _spend(account, per_hour: Decimal):
+    """Use credits as the account's agents would, ``per_hour`` since it was last done:
+    plan credits first, then prepaid, in whole cents (the rest carries over)."""
+    now = now_utc()
+    since = datetime.fromisoformat(account.get("spentUntil") or iso(now))
+    if per_hour <= 0 or since >= now:
+        account["spentUntil"] = iso(max(since, now) if per_hour > 0 else now)
+        return
+    hours = Decimal((now - since).total_seconds()) / Decimal(3600)
+    spend = (hours * per_hour).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    if spend <= 0:
+        return
+    # only the time those whole cents took is used up; a fraction waits for the next read
+    account["spentUntil"] = iso(since + timedelta(seconds=int(spend / per_hour * 3600)))
+    plan = Decimal(account["planCreditsRemaining"])
+    from_plan = min(plan, spend)
+    prepaid = Decimal(account["prepaidBalance"])
+    account["planCreditsRemaining"] = str(plan - from_plan)
+    account["prepaidBalance"] = str(max(Decimal(0), prepaid - (spend - from_plan)))
 
 
 def _roll_period(account):

@@ -1,0 +1,88 @@
+"""A month of made-up past readings for the sandbox, so its chart is not empty
+on the first visit. Sandbox mode only: real accounts' history is only ever
+what was read from the API.
+
+The readings end exactly at the sandbox's balance now and follow the usage
+rules: this period's plan credits fall from the plan's monthly credits to
+what is left today; the previous period ran down on a similar pace; a $30
+top-up arrived in it.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from ..extensions import db
+from ..giga import Billing
+from ..models import BalanceSnapshot
+
+STEP = timedelta(hours=2)
+DAYS = 30
+CENT = Decimal("0.01")
+TOP_UP = Decimal(30)
+
+
+def _weights(times: list[datetime]) -> list[Decimal]:
+    """A working-week shape: busier in daytime hours and on weekdays."""
+    out = []
+    for t in times:
+        daytime = 1 + math.sin((t.hour - 6) / 24 * 2 * math.pi)
+        weekday = 1.0 if t.weekday() < 5 else 0.35
+        out.append(Decimal(str(round(0.2 + daytime * weekday, 3))))
+    return out
+
+
+def _spread(total: Decimal, times: list[datetime]) -> list[Decimal]:
+    """``total`` split over ``times`` by weight, in cents, adding up exactly."""
+    if not times:
+        return []
+    weights = _weights(times)
+    whole = sum(weights)
+    parts = [(total * w / whole).quantize(CENT) for w in weights]
+    parts[-1] += total - sum(parts)
+    return parts
+
+
+def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
+    """Write past readings ending at ``billing`` (read at ``now``); returns how many."""
+    start = now - timedelta(days=DAYS)
+    period = billing.period_end - billing.period_start
+    this_period = [t for t in _steps(max(start, billing.period_start), now)]
+    used_now = max(Decimal(0), monthly - billing.plan_credits_remaining)
+    rows = []
+    left = monthly
+    for t, used in zip(this_period, _spread(used_now, this_period)):
+        left -= used
+        rows.append((t, billing.plan_credits_remaining if t == this_period[-1] else left,
+                     billing.prepaid_balance, billing.period_start, billing.period_end))
+    if start < billing.period_start:
+        prev_start = billing.period_start - period
+        earlier = _steps(start, billing.period_start - STEP)
+        pace = used_now / max(Decimal(1), Decimal((now - billing.period_start).days or 1))
+        days_before = Decimal((start - prev_start).total_seconds()) / 86400
+        left = max(Decimal(0), monthly - (pace * days_before).quantize(CENT))
+        usage = _spread(min(left, pace * len(earlier) * 2 / 24), earlier)
+        top_up_at = earlier[len(earlier) // 3] if earlier else None
+        prepaid = billing.prepaid_balance - TOP_UP
+        for t, used in zip(earlier, usage):
+            left -= used
+            if t == top_up_at:
+                prepaid += TOP_UP
+            rows.insert(len(rows) - len(this_period),
+                        (t, left, prepaid, prev_start, billing.period_start))
+    for t, plan_left, prepaid, p_start, p_end in rows:
+        db.session.add(BalanceSnapshot(
+            first_seen_at=t, last_seen_at=t, plan=billing.plan,
+            plan_credits_remaining=plan_left, prepaid_balance=prepaid,
+            total_balance=plan_left + prepaid, period_start=p_start, period_end=p_end))
+    db.session.commit()
+    return len(rows)
+
+
+def _steps(first: datetime, last: datetime) -> list[datetime]:
+    out, t = [], first
+    while t <= last:
+        out.append(t)
+        t += STEP
+    return out

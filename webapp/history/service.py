@@ -1,0 +1,153 @@
+"""Keeping the balance history, and reconciling checkouts against it.
+
+Every successful billing read is offered to ``record``: a reading whose
+figures match the newest snapshot only moves its ``last_seen_at`` on; a
+changed one becomes a new snapshot, and is then matched against checkouts
+still waiting to be seen (a top-up is **credited** when prepaid credit grew
+by its amount, oldest first, within 48 hours; a plan change is **plan
+changed** when the reading shows the new plan).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..audit import service as audit
+from ..extensions import db
+from ..giga import Billing
+from ..models import AuditEntry, BalanceSnapshot
+from .usage import Snapshot
+
+log = logging.getLogger(__name__)
+
+SENT = "sent to checkout"
+CREDITED = "credited"
+PLAN_CHANGED = "plan changed"
+NOT_SEEN = "not seen — check with WithGiga"
+WAITING = "not yet seen"
+#: how long a checkout may take to show in the balance before it is called unseen
+SEEN_WITHIN = timedelta(hours=48)
+
+
+def _same_figures(row: BalanceSnapshot, billing: Billing) -> bool:
+    return (row.plan == billing.plan
+            and row.plan_credits_remaining == billing.plan_credits_remaining
+            and row.prepaid_balance == billing.prepaid_balance
+            and row.total_balance == billing.total_balance
+            and row.period_start == billing.period_start
+            and row.period_end == billing.period_end)
+
+
+def latest() -> BalanceSnapshot | None:
+    return db.session.scalars(select(BalanceSnapshot).order_by(
+        BalanceSnapshot.first_seen_at.desc(), BalanceSnapshot.id.desc()).limit(1)).first()
+
+
+def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSnapshot | None:
+    """Add ``billing`` as read at ``seen_at`` to the history; returns the snapshot it is in.
+
+    Never raises: the history must not cost anyone their page. Returns ``None``
+    when the database would not take it (logged).
+    """
+    try:
+        last = latest()
+        if last is not None and _same_figures(last, billing):
+            # only later readings move it on; the update is one statement, so two
+            # processes recording at once cannot move it backwards
+            db.session.execute(update(BalanceSnapshot).where(
+                BalanceSnapshot.id == last.id, BalanceSnapshot.last_seen_at < seen_at)
+                .values(last_seen_at=seen_at))
+            db.session.commit()
+            return last
+        if last is not None and seen_at <= last.last_seen_at:
+            return None  # an older reading arriving late: the newer one stands
+        row = BalanceSnapshot(first_seen_at=seen_at, last_seen_at=seen_at, plan=billing.plan,
+                              plan_credits_remaining=billing.plan_credits_remaining,
+                              prepaid_balance=billing.prepaid_balance,
+                              total_balance=billing.total_balance,
+                              period_start=billing.period_start, period_end=billing.period_end)
+        db.session.add(row)
+        if last is not None:
+            reconcile(last, row)
+        db.session.execute(delete(BalanceSnapshot).where(
+            BalanceSnapshot.last_seen_at < seen_at - timedelta(days=keep_days)))
+        db.session.commit()
+        return row
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("could not record a balance reading")
+        return None
+
+
+def _waiting(action, before: datetime):
+    return db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == action, AuditEntry.outcome == SENT, AuditEntry.seen.is_(None),
+        AuditEntry.at <= before, AuditEntry.at >= before - SEEN_WITHIN)
+        .order_by(AuditEntry.at, AuditEntry.id)).all()
+
+
+def reconcile(before: BalanceSnapshot, after: BalanceSnapshot) -> None:
+    """Mark the checkouts that the change from ``before`` to ``after`` shows were paid."""
+    when = after.first_seen_at
+    growth = after.prepaid_balance - before.prepaid_balance
+    for entry in _waiting(audit.TOP_UP, when):
+        if entry.amount is not None and Decimal(0) < entry.amount <= growth:
+            entry.seen, entry.seen_at = CREDITED, when
+            growth -= entry.amount
+    if after.plan != before.plan:
+        for entry in _waiting(audit.PLAN_CHANGE, when):
+            if entry.plan_to == after.plan:
+                entry.seen, entry.seen_at = PLAN_CHANGED, when
+
+
+def checkout_status(entry: AuditEntry, now: datetime) -> str | None:
+    """What the readings say of a checkout: credited, plan changed, not yet seen, or
+    not seen within 48 hours. ``None`` for attempts that never reached checkout."""
+    if entry.outcome != SENT:
+        return None
+    if entry.seen:
+        return entry.seen
+    return NOT_SEEN if now - entry.at > SEEN_WITHIN else WAITING
+
+
+def pending_checkouts(now: datetime) -> list[AuditEntry]:
+    """Checkouts started in the last 48 hours that no reading has shown yet, oldest first."""
+    return db.session.scalars(select(AuditEntry).where(
+        AuditEntry.outcome == SENT, AuditEntry.seen.is_(None),
+        AuditEntry.at >= now - SEEN_WITHIN).order_by(AuditEntry.at)).all()
+
+
+def _snapshot(row: BalanceSnapshot) -> Snapshot:
+    return Snapshot(first_seen=row.first_seen_at, last_seen=row.last_seen_at, plan=row.plan,
+                    plan_credits=row.plan_credits_remaining, prepaid=row.prepaid_balance,
+                    total=row.total_balance, period_start=row.period_start,
+                    period_end=row.period_end)
+
+
+def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
+    """Snapshots seen in ``[since, until)``, with the one in force at ``since`` first."""
+    before = db.session.scalars(select(BalanceSnapshot).where(
+        BalanceSnapshot.first_seen_at < since).order_by(BalanceSnapshot.first_seen_at.desc())
+        .limit(1)).all()
+    rows = db.session.scalars(select(BalanceSnapshot).where(
+        BalanceSnapshot.first_seen_at >= since, BalanceSnapshot.first_seen_at < until)
+        .order_by(BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
+    return [_snapshot(r) for r in before + rows]
+
+
+def all_snapshot_rows():
+    """Every snapshot, oldest first, one at a time (for the CSV export)."""
+    return db.session.scalars(select(BalanceSnapshot).order_by(
+        BalanceSnapshot.first_seen_at, BalanceSnapshot.id).execution_options(yield_per=500))
+
+
+def credited_top_ups(start: datetime, end: datetime) -> Decimal | None:
+    """Top-ups reconciled to a reading in ``(start, end]``, or ``None`` if there were none."""
+    amounts = db.session.scalars(select(AuditEntry.amount).where(
+        AuditEntry.seen == CREDITED, AuditEntry.seen_at > start,
+        AuditEntry.seen_at <= end)).all()
+    return sum(amounts, Decimal(0)) if amounts else None

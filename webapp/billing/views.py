@@ -8,8 +8,7 @@ from ..audit import service as audit
 from ..auth.roles import permission_required
 from ..errors import render_error, render_upstream_error
 from ..gateway import UpstreamFault
-from ..history.report import (DEFAULT_RANGE, RANGES, observed_pace, usage_report,
-                              used_this_period)
+from ..history.report import DEFAULT_RANGE, RANGES, page_history
 from ..history.service import pending_checkouts
 from . import bp
 from .actions import start_checkout
@@ -36,7 +35,10 @@ def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
         overview = load_overview(fresh=fresh)
     except UpstreamFault as exc:
         return render_upstream_error(exc)
-    _add_history(overview)
+    history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
+                           overview.now, overview.monthly_credits_of,
+                           plans_known=overview.plans_error is None)
+    overview.observed_pace, overview.used_so_far = history.pace, history.used_so_far
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)
@@ -44,24 +46,11 @@ def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
         form.amount.data = amount if amount in PRESETS else ""
     form.nonce.data = _new_nonce()
     presets = [p for p in PRESETS if cfg["RECHARGE_MIN"] <= int(p) <= cfg["RECHARGE_MAX"]]
-    report = usage_report(request.args.get("range", DEFAULT_RANGE), overview.billing,
-                          overview.now, overview.monthly_credits_of)
     pending = pending_checkouts(overview.now) if current_user.can("audit") else []
     return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
-                           report=report, ranges=RANGES, pending=pending), status
-
-
-def _add_history(overview):
-    """What the recorded readings add to the forecast: a recent pace, and the
-    period's usage when the plan changed mid-period (its credits were granted again)."""
-    if overview.plans_error is not None:
-        return
-    overview.observed_pace = observed_pace(overview.billing, overview.now,
-                                           overview.monthly_credits_of)
-    overview.used_so_far = used_this_period(overview.billing, overview.now,
-                                            overview.monthly_credits_of)
+                           report=history.report, ranges=RANGES, pending=pending), status
 
 
 @bp.get("")

@@ -14,6 +14,8 @@ from .usage import ZERO, Day, Interval, Pace, daily, intervals, recent_pace
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
           "30": "Last 30 days", "90": "Last 90 days"}
 DEFAULT_RANGE = "period"
+#: how far before a range a credited top-up may be matched to its first interval
+SPAN = timedelta(days=400)
 
 #: the SVG's coordinate box; CSS scales it to the width of the card
 WIDTH, HEIGHT = Decimal(720), Decimal(260)
@@ -125,8 +127,9 @@ def usage_report(key: str, billing: Billing, now: datetime, monthly_credits_of) 
     if key not in RANGES:
         key = DEFAULT_RANGE
     first, last = range_days(key, billing, now)
-    snaps = service.snapshots(_start_of(first), _start_of(last + timedelta(days=1)))
-    spans = intervals(snaps, monthly_credits_of, service.credited_top_ups)
+    since, until = _start_of(first), _start_of(last + timedelta(days=1))
+    snaps = service.snapshots(since, until)
+    spans = intervals(snaps, monthly_credits_of, service.credited_top_ups(since - SPAN, until))
     spans = [s for s in spans if s.end >= _start_of(first)]
     report = UsageReport(key=key, label=RANGES[key], first=first, last=last,
                          days=daily(snaps, spans, first, last),
@@ -137,8 +140,10 @@ def usage_report(key: str, billing: Billing, now: datetime, monthly_credits_of) 
 
 def observed_pace(billing: Billing, now: datetime, monthly_credits_of) -> Pace | None:
     """The pace of the last 7 days of readings, if there is at least a day of them."""
-    snaps = service.snapshots(now - timedelta(days=7), now + timedelta(seconds=1))
-    return recent_pace(intervals(snaps, monthly_credits_of, service.credited_top_ups), now)
+    since, until = now - timedelta(days=7), now + timedelta(seconds=1)
+    snaps = service.snapshots(since, until)
+    return recent_pace(intervals(snaps, monthly_credits_of,
+                                 service.credited_top_ups(since - SPAN, until)), now)
 
 
 def used_this_period(billing: Billing, now: datetime,
@@ -149,10 +154,51 @@ def used_this_period(billing: Billing, now: datetime,
     in_period = [s for s in snaps if s.period_start == billing.period_start]
     if not in_period or in_period[0].first_seen - billing.period_start > timedelta(hours=6):
         return None
-    spans = intervals(in_period, monthly_credits_of, service.credited_top_ups)
+    spans = intervals(in_period, monthly_credits_of,
+                      service.credited_top_ups(billing.period_start - SPAN, now))
     monthly = monthly_credits_of(in_period[0].plan)
     if not isinstance(monthly, Decimal):
         return None
     before_first = max(ZERO, monthly - in_period[0].plan_credits)
     used = before_first + sum((s.usage for s in spans if s.usage is not None), ZERO)
     return used, any(s.usage is None for s in spans)
+
+
+@dataclass(frozen=True)
+class PageHistory:
+    """What the billing page draws from the history."""
+
+    report: UsageReport
+    pace: Pace | None
+    used_so_far: tuple[Decimal, bool] | None
+
+
+#: page histories kept per process; a new reading or a new minute makes a new key
+KEPT = 32
+
+
+def page_history(key: str, billing: Billing, now: datetime, monthly_credits_of,
+                 plans_known: bool) -> PageHistory:
+    """The chart for range ``key``, the observed pace and the period's usage.
+
+    Worked out once per range, newest reading and minute in each process and
+    then reused: a range can span tens of thousands of readings, and however
+    often anyone reloads, the work is bounded by how often a reading arrives.
+    """
+    from flask import current_app
+
+    key = key if key in RANGES else DEFAULT_RANGE
+    cache = current_app.extensions.setdefault("history_pages", {})
+    marker = (key, service.newest_marker(), billing, now.replace(second=0, microsecond=0),
+              plans_known)
+    found = cache.get(marker)
+    if found is None:
+        found = PageHistory(
+            report=usage_report(key, billing, now, monthly_credits_of),
+            pace=observed_pace(billing, now, monthly_credits_of) if plans_known else None,
+            used_so_far=(used_this_period(billing, now, monthly_credits_of)
+                         if plans_known else None))
+        if len(cache) >= KEPT:
+            cache.clear()
+        cache[marker] = found
+    return found

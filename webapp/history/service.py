@@ -9,6 +9,7 @@ changed** when the reading shows the new plan).
 """
 from __future__ import annotations
 
+import bisect
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -121,22 +122,29 @@ def pending_checkouts(now: datetime) -> list[AuditEntry]:
         AuditEntry.at >= now - SEEN_WITHIN).order_by(AuditEntry.at)).all()
 
 
-def _snapshot(row: BalanceSnapshot) -> Snapshot:
-    return Snapshot(first_seen=row.first_seen_at, last_seen=row.last_seen_at, plan=row.plan,
-                    plan_credits=row.plan_credits_remaining, prepaid=row.prepaid_balance,
-                    total=row.total_balance, period_start=row.period_start,
-                    period_end=row.period_end)
+_COLUMNS = (BalanceSnapshot.first_seen_at, BalanceSnapshot.last_seen_at, BalanceSnapshot.plan,
+            BalanceSnapshot.plan_credits_remaining, BalanceSnapshot.prepaid_balance,
+            BalanceSnapshot.total_balance, BalanceSnapshot.period_start,
+            BalanceSnapshot.period_end)
 
 
 def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
-    """Snapshots seen in ``[since, until)``, with the one in force at ``since`` first."""
-    before = db.session.scalars(select(BalanceSnapshot).where(
-        BalanceSnapshot.first_seen_at < since).order_by(BalanceSnapshot.first_seen_at.desc())
-        .limit(1)).all()
-    rows = db.session.scalars(select(BalanceSnapshot).where(
+    """Snapshots seen in ``[since, until)``, with the one in force at ``since`` first.
+
+    Plain rows, not ORM objects: a range can hold tens of thousands of readings.
+    """
+    before = db.session.execute(select(*_COLUMNS).where(BalanceSnapshot.first_seen_at < since)
+                                .order_by(BalanceSnapshot.first_seen_at.desc()).limit(1)).all()
+    rows = db.session.execute(select(*_COLUMNS).where(
         BalanceSnapshot.first_seen_at >= since, BalanceSnapshot.first_seen_at < until)
         .order_by(BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
-    return [_snapshot(r) for r in before + rows]
+    return [Snapshot(*row) for row in before + rows]
+
+
+def newest_marker():
+    """Something that changes whenever the history does (for caching what is drawn from it)."""
+    return db.session.execute(select(BalanceSnapshot.id, BalanceSnapshot.last_seen_at)
+                              .order_by(BalanceSnapshot.id.desc()).limit(1)).first()
 
 
 def all_snapshot_rows():
@@ -145,9 +153,17 @@ def all_snapshot_rows():
         BalanceSnapshot.first_seen_at, BalanceSnapshot.id).execution_options(yield_per=500))
 
 
-def credited_top_ups(start: datetime, end: datetime) -> Decimal | None:
-    """Top-ups reconciled to a reading in ``(start, end]``, or ``None`` if there were none."""
-    amounts = db.session.scalars(select(AuditEntry.amount).where(
-        AuditEntry.seen == CREDITED, AuditEntry.seen_at > start,
-        AuditEntry.seen_at <= end)).all()
-    return sum(amounts, Decimal(0)) if amounts else None
+def credited_top_ups(since: datetime, until: datetime):
+    """A lookup ``(start, end) -> amount | None`` of the top-ups reconciled to readings
+    between ``since`` and ``until``, read with one query."""
+    credited = db.session.execute(select(AuditEntry.seen_at, AuditEntry.amount).where(
+        AuditEntry.seen == CREDITED, AuditEntry.seen_at > since,
+        AuditEntry.seen_at <= until).order_by(AuditEntry.seen_at)).all()
+    times = [when for when, _ in credited]
+
+    def lookup(start: datetime, end: datetime) -> Decimal | None:
+        first, last = bisect.bisect_right(times, start), bisect.bisect_right(times, end)
+        if first == last:
+            return None
+        return sum((amount for _, amount in credited[first:last]), Decimal(0))
+    return lookup

@@ -153,16 +153,18 @@ def daily(snapshots: list[Snapshot], spans: list[Interval], first: date,
     """
     days = {first + timedelta(days=i): Day(first + timedelta(days=i))
             for i in range((last - first).days + 1)}
-    for snap in snapshots:
+    for snap in snapshots:  # readings cover every day from first to last seen
         d = max(snap.first_seen.date(), first)
         while d <= min(snap.last_seen.date(), last):
             days[d].readings = True
             d += timedelta(days=1)
+    in_force = 0  # the newest snapshot seen before the day ends (snapshots are in order)
     for day in days.values():
-        start, end = _day_bounds(day.day)
-        in_force = [s for s in snapshots if s.first_seen < end]
+        _, end = _day_bounds(day.day)
+        while in_force < len(snapshots) and snapshots[in_force].first_seen < end:
+            in_force += 1
         if day.readings and in_force:
-            day.closing = in_force[-1].total
+            day.closing = snapshots[in_force - 1].total
             day.usage = ZERO
     for span in spans:
         day = days.get(span.end.date())

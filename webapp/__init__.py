@@ -99,7 +99,7 @@ def register_upstream(app):
     from .clock import Clock
     from .gateway import BillingGateway, make_store
     from .giga import GigaClient
-    from .history import record_reading
+    from .readings import reading_arrived
 
     cfg = app.config
     clock = cfg.get("CLOCK") or Clock()
@@ -122,7 +122,7 @@ def register_upstream(app):
         get_retries=cfg["UPSTREAM_GET_RETRIES"],
         breaker_threshold=cfg["BREAKER_THRESHOLD"],
         breaker_cooldown=cfg["BREAKER_COOLDOWN"],
-        on_billing_read=partial(record_reading, app))
+        on_billing_read=partial(reading_arrived, app))
 
 
 def register_security(app):
@@ -135,12 +135,14 @@ def register_blueprints(app):
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
     from .billing import bp as billing_bp
+    from .alerts import bp as alerts_bp
     from .history import bp as history_bp
     from .users import bp as users_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(billing_bp)
     app.register_blueprint(history_bp)
+    app.register_blueprint(alerts_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(users_bp)
 

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String
+from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -21,6 +21,8 @@ PERMISSIONS = {
     "change_plan": {"admin"},
     "audit": {"finance", "admin"},
     "users": {"admin"},
+    "alerts": {"finance", "admin"},
+    "alerts_edit": {"admin"},
 }
 
 
@@ -139,3 +141,75 @@ class BalanceSnapshot(db.Model):
     total_balance: Mapped[Decimal] = mapped_column(Numeric(18, 6))
     period_start: Mapped[datetime] = mapped_column(UTCDateTime)
     period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertSettings(db.Model):
+    """The admin's alert rules (one row); the built-in plan-credit rules need none."""
+
+    __tablename__ = "alert_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    balance_below: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    runs_out_within_days: Mapped[int | None] = mapped_column(nullable=True)
+    email_roles: Mapped[str] = mapped_column(String(64), default="finance,admin")
+    extra_emails: Mapped[str] = mapped_column(String(2000), default="")
+    updated_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AlertState(db.Model):
+    """Whether a rule may fire: it fires once when its condition becomes true
+    (armed -> fired) and re-arms when the condition is false again."""
+
+    __tablename__ = "alert_states"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    armed: Mapped[bool] = mapped_column(default=True)
+    crossings: Mapped[int] = mapped_column(default=0)
+
+
+class Alert(db.Model):
+    """One crossing (or a test), written once by whichever process saw it first."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_fired_at", "fired_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(220), unique=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    figures: Mapped[str] = mapped_column(Text)  # JSON, money as strings
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertDelivery(db.Model):
+    """One alert to one channel target, retried with backoff until it is sent."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))  # "email" | "webhook"
+    target: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    alert: Mapped[Alert] = relationship()
+
+
+class AlertAttempt(db.Model):
+    """Each try at a delivery, as it went."""
+
+    __tablename__ = "alert_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("alert_deliveries.id",
+                                                        ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(default=False)
+    detail: Mapped[str] = mapped_column(String(500), default="")

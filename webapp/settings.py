@@ -46,6 +46,16 @@ DEFAULTS = {
     "DATABASE_URL": None,
     "REDIS_URL": None,
     "HISTORY_DAYS": "400",
+    "SMTP_URL": None,
+    "ALERT_EMAIL_FROM": "billing-alerts@localhost",
+    "ALERT_WEBHOOK_URL": None,
+    "ALERT_WEBHOOK_SECRET": None,
+    "ALERT_BALANCE_BELOW": None,
+    "ALERT_RUNS_OUT_DAYS": None,
+    "ALERT_RETRY_SECONDS": "30",
+    "ALERT_SEND_EVERY": "5",
+    "PUBLIC_URL": None,
+    "METRICS_TOKEN": None,
     "SANDBOX_SPEND_PER_HOUR": "0.30",
     "SESSION_IDLE_MINUTES": "30",
     "SESSION_MAX_HOURS": "12",
@@ -131,6 +141,29 @@ def _redis_url(raw) -> str | None:
     return url
 
 
+def _alert_settings(cfg, raw):
+    """The alert channels and the rules seeded from the environment."""
+    from .alerts.channels import smtp_url_problem, webhook_url_problem
+
+    for name in ("SMTP_URL", "ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_SECRET", "PUBLIC_URL",
+                 "METRICS_TOKEN"):
+        cfg[name] = (str(raw[name]).strip() or None) if raw[name] is not None else None
+    if cfg["SMTP_URL"] and (problem := smtp_url_problem(cfg["SMTP_URL"])):
+        raise ConfigError(f"SMTP_URL is not usable: {problem}.")
+    if cfg["ALERT_WEBHOOK_URL"] and (problem := webhook_url_problem(cfg["ALERT_WEBHOOK_URL"])):
+        raise ConfigError(f"ALERT_WEBHOOK_URL is not usable: {problem}.")
+    if cfg["PUBLIC_URL"] and urlsplit(cfg["PUBLIC_URL"]).scheme not in ("http", "https"):
+        raise ConfigError("PUBLIC_URL must be the dashboard's address, like "
+                          "https://billing.example.com.")
+    cfg["ALERT_EMAIL_FROM"] = str(raw["ALERT_EMAIL_FROM"]).strip()
+    cfg["ALERT_BALANCE_BELOW"] = (_money("ALERT_BALANCE_BELOW", raw["ALERT_BALANCE_BELOW"])
+                                  if raw["ALERT_BALANCE_BELOW"] else None)
+    cfg["ALERT_RUNS_OUT_DAYS"] = (_int("ALERT_RUNS_OUT_DAYS", raw["ALERT_RUNS_OUT_DAYS"], 1)
+                                  if raw["ALERT_RUNS_OUT_DAYS"] else None)
+    cfg["ALERT_RETRY_SECONDS"] = _int("ALERT_RETRY_SECONDS", raw["ALERT_RETRY_SECONDS"], 1)
+    cfg["ALERT_SEND_EVERY"] = _int("ALERT_SEND_EVERY", raw["ALERT_SEND_EVERY"], 1)
+
+
 def load_settings(environ=None, overrides=None) -> dict:
     """Build the app's config from ``environ`` (default ``os.environ``) and ``overrides``.
 
@@ -186,6 +219,7 @@ def load_settings(environ=None, overrides=None) -> dict:
         raise ConfigError("UPSTREAM_RESERVED_FOR_ACTIONS must be below "
                           "UPSTREAM_BUDGET_PER_MINUTE: page views need some of the budget too.")
     cfg["REDIS_URL"] = _redis_url(raw["REDIS_URL"])
+    _alert_settings(cfg, raw)
     if cfg["STALE_MAX_AGE"] > 3600:
         raise ConfigError("STALE_MAX_AGE must be at most 3600 seconds: old figures mislead.")
     cfg["SQLALCHEMY_DATABASE_URI"] = _database_url(raw["DATABASE_URL"], instance)

@@ -116,6 +116,11 @@ class BillingGateway:
         """
         return self._act(partial(self.client.subscribe, plan_id), deadline)
 
+    def known_plans(self):
+        """The plans last read, if any are cached; never calls upstream."""
+        reading, = self._cached("plans")
+        return None if reading is None else reading.value
+
     def forget_billing(self) -> None:
         """Drop the cached balance so the next read is fresh."""
         self.store.delete(self._ns + "billing")

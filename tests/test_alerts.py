@@ -1,0 +1,269 @@
+"""Alerts: a real SMTP server and a real webhook receiver on loopback, the sandbox's
+balance moved across each threshold."""
+import hashlib
+import hmac
+import json
+import threading
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from webapp.alerts.service import deliver_due
+from webapp.extensions import db
+from webapp.models import Alert, AlertAttempt, AlertDelivery
+from webapp.settings import ConfigError, load_settings
+from webapp.users.service import create_user
+
+from .conftest import AuthActions, make_app
+from .support.receivers import MailBox, WebhookReceiver
+
+SECRET = "whsec-test-secret"
+
+
+@pytest.fixture
+def mailbox():
+    box = MailBox()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def receiver():
+    hook = WebhookReceiver()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def alert_app(tmp_path, sandbox, mailbox, receiver):
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0", SMTP_URL=mailbox.url,
+                   ALERT_WEBHOOK_URL=receiver.url, ALERT_WEBHOOK_SECRET=SECRET,
+                   PUBLIC_URL="https://billing.example.com", ALERT_SEND_EVERY="3600")
+    with app.app_context():
+        create_user("money@example.com", "finance", "a-long-password-1")
+    return app
+
+
+@pytest.fixture
+def viewer(alert_app):
+    client = alert_app.test_client()
+    AuthActions(client).login("viewer")
+    client.get("/billing")  # the plan list is read (and cached) once
+    return client
+
+
+def _set(sandbox, **fields):
+    with sandbox.state.edit() as account:
+        account.update({k: str(v) for k, v in fields.items()})
+
+
+def _read_and_deliver(app, client, later=0):
+    """A page view (a fresh reading), then whatever is due is delivered -- here, or by
+    the app's own sender thread, which a new alert wakes (waited for)."""
+    client.get("/billing")
+    with app.app_context():
+        clock = app.extensions["clock"]
+        deliver_due(app, clock.now() + timedelta(seconds=later))
+        for _ in range(100):
+            db.session.expire_all()
+            if not AlertDelivery.query.filter(AlertDelivery.status == "pending",
+                                              AlertDelivery.claimed_until.isnot(None)).count():
+                return
+            time.sleep(0.05)
+
+
+def test_each_crossing_sends_one_email_and_one_webhook(alert_app, viewer, sandbox, mailbox,
+                                                       receiver):
+    _set(sandbox, planCreditsRemaining="40.00")  # 60 % used
+    _read_and_deliver(alert_app, viewer)
+    assert len(mailbox.messages) == 1 and len(receiver.received) == 1
+    mail = mailbox.messages[0]
+    assert mail["Subject"] == "WithGiga billing: 50% of this period's plan credits used"
+    assert mail["To"] == "money@example.com"
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert "$40.00" in text and "https://billing.example.com" in text and "<h1>" in html
+    doc = json.loads(receiver.received[0][1])
+    assert doc["text"].startswith("WithGiga billing: 50%") and doc["rule"] == "plan credits"
+    assert doc["threshold"] == "50" and doc["figures"]["planCreditsRemaining"] == "40.00"
+
+    _read_and_deliver(alert_app, viewer)  # the next reading: nothing new
+    assert len(mailbox.messages) == 1 and len(receiver.received) == 1
+
+    _set(sandbox, planCreditsRemaining="15.00")  # 85 %: the 80 % alert
+    _read_and_deliver(alert_app, viewer)
+    _set(sandbox, planCreditsRemaining="0")  # 100 %
+    _read_and_deliver(alert_app, viewer)
+    subjects = [m["Subject"].split(": ", 1)[1] for m in mailbox.messages]
+    assert subjects == ["50% of this period's plan credits used",
+                        "80% of this period's plan credits used",
+                        "100% of this period's plan credits used"]
+    assert len(receiver.received) == 3
+
+
+def test_a_new_period_rearms_the_plan_credit_alerts(alert_app, viewer, sandbox, mailbox):
+    _set(sandbox, planCreditsRemaining="45.00")
+    _read_and_deliver(alert_app, viewer)
+    with sandbox.state.edit() as account:  # the next period: credits granted again
+        account["periodStart"], account["periodEnd"] = "2099-01-01T00:00:00.000Z", \
+            "2099-01-31T00:00:00.000Z"
+        account["planCreditsRemaining"] = "100"
+    _read_and_deliver(alert_app, viewer)
+    assert len(mailbox.messages) == 1
+    _set(sandbox, planCreditsRemaining="45.00")
+    _read_and_deliver(alert_app, viewer)
+    assert len(mailbox.messages) == 2
+
+
+def test_balance_below_fires_once_rearms_after_a_top_up_and_fires_again(
+        alert_app, sandbox, mailbox, receiver):
+    admin = alert_app.test_client()
+    AuthActions(admin).login("admin")
+    resp = admin.post("/alerts", data={"balance_below": "100", "email_roles": ["finance"],
+                                       "extra_emails": "ops@example.com"})
+    assert resp.status_code == 303
+    admin.get("/billing")
+    _set(sandbox, planCreditsRemaining="74.50", prepaidBalance="10.00")  # total 84.50
+    _read_and_deliver(alert_app, admin)
+    below = [m for m in mailbox.messages if "below" in m["Subject"]]
+    assert {m["To"] for m in below} == {"money@example.com", "ops@example.com"}
+    _read_and_deliver(alert_app, admin)
+    _set(sandbox, prepaidBalance="60.00")  # a top-up: recovered
+    _read_and_deliver(alert_app, admin)
+    _set(sandbox, prepaidBalance="5.00")  # crossed again
+    _read_and_deliver(alert_app, admin)
+    below = [m for m in mailbox.messages if "below" in m["Subject"]]
+    assert len(below) == 4  # two crossings, two addresses each
+    assert sum(1 for _, body in receiver.received if b"below" in body) == 2
+
+
+def test_the_webhook_is_signed(alert_app, viewer, sandbox, receiver):
+    _set(sandbox, planCreditsRemaining="40.00")
+    _read_and_deliver(alert_app, viewer)
+    headers, body = receiver.received[0]
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-giga-signature"] == expected
+    assert headers["content-type"] == "application/json"
+
+
+def test_nothing_is_lost_when_the_receiver_was_down(alert_app, viewer, sandbox, receiver,
+                                                    mailbox):
+    receiver.stop()
+    _set(sandbox, planCreditsRemaining="40.00")
+    _read_and_deliver(alert_app, viewer)
+    with alert_app.app_context():
+        hook = AlertDelivery.query.filter_by(channel="webhook").one()
+        assert (hook.status, hook.attempts) == ("pending", 1) and "reach" in hook.last_error
+    receiver.start()
+    _read_and_deliver(alert_app, viewer, later=10)  # not due yet: backoff
+    assert receiver.received == []
+    _read_and_deliver(alert_app, viewer, later=31)
+    assert len(receiver.received) == 1 and len(mailbox.messages) == 1
+    _read_and_deliver(alert_app, viewer, later=3600)  # sent once, never again
+    assert len(receiver.received) == 1
+    with alert_app.app_context():
+        attempts = AlertAttempt.query.order_by(AlertAttempt.id).all()
+        assert [a.ok for a in attempts if a.delivery_id == hook.id] == [False, True]
+
+
+def test_redirects_are_not_followed(alert_app, viewer, sandbox, receiver):
+    receiver.status = 302
+    _set(sandbox, planCreditsRemaining="40.00")
+    _read_and_deliver(alert_app, viewer)
+    assert len(receiver.received) == 1
+    with alert_app.app_context():
+        assert "HTTP 302" in AlertDelivery.query.filter_by(channel="webhook").one().last_error
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://hooks.slack.com/services/T/B/X", True), ("http://127.0.0.1:9000/hook", True),
+    ("http://localhost/hook", True), ("http://hooks.example.com/hook", False),
+    ("http://10.0.0.5/hook", False), ("ftp://127.0.0.1/hook", False), ("https://", False)])
+def test_webhook_urls_must_be_https_except_loopback(url, ok):
+    env = {"GIGA_API_KEY": "k", "ALERT_WEBHOOK_URL": url}
+    if ok:
+        assert load_settings(env, {"TESTING": True})["ALERT_WEBHOOK_URL"] == url
+    else:
+        with pytest.raises(ConfigError, match="ALERT_WEBHOOK_URL"):
+            load_settings(env, {"TESTING": True})
+
+
+def test_several_processes_fire_exactly_once(tmp_path, sandbox, mailbox, receiver):
+    """Four apps (as four processes) on one database evaluate the same crossing at once."""
+    config = dict(SANDBOX=sandbox, SMTP_URL=mailbox.url, ALERT_WEBHOOK_URL=receiver.url,
+                  ALERT_SEND_EVERY="3600", DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}")
+    apps = [make_app(tmp_path, **config) for _ in range(4)]
+    from webapp.alerts.service import evaluate
+    from webapp.giga.client import parse_billing
+
+    for app in apps:  # each knows the plan list
+        with app.app_context():
+            app.extensions["giga_gateway"].plans(app.extensions["clock"].monotonic() + 3)
+    _set(sandbox, planCreditsRemaining="10.00")
+    billing = parse_billing({"billing": sandbox.state.billing()})
+    fired = []
+
+    def run(app):
+        with app.app_context():
+            fired.extend(evaluate(app, billing, app.extensions["clock"].now()))
+    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with apps[0].app_context():
+        assert sorted(a.title for a in Alert.query.all()) == [
+            "50% of this period's plan credits used", "80% of this period's plan credits used"]
+
+
+def test_send_test_alert_from_the_page(alert_app, mailbox, receiver):
+    admin = alert_app.test_client()
+    AuthActions(admin).login("admin")
+    assert admin.post("/alerts/test").status_code == 303
+    with alert_app.app_context():
+        deliver_due(alert_app, alert_app.extensions["clock"].now())
+    assert mailbox.messages[0]["Subject"] == "WithGiga billing: Test alert"
+    assert len(receiver.received) == 1
+    page = admin.get("/alerts").get_data(as_text=True)
+    assert "Test alert" in page and "webhook 127.0.0.1: sent" in page
+    again = admin.post("/alerts/test")
+    assert again.status_code == 429  # one a minute: a button cannot flood an inbox
+
+
+@pytest.mark.parametrize("role,sees,edits", [("viewer", False, False),
+                                             ("finance", True, False), ("admin", True, True)])
+def test_only_admins_edit_alerts_finance_sees_them(alert_app, role, sees, edits):
+    client = alert_app.test_client()
+    AuthActions(client).login(role)
+    page = client.get("/alerts")
+    assert page.status_code == (200 if sees else 403)
+    if sees:
+        assert ("Save alert rules" in page.get_data(as_text=True)) is edits
+    saved = client.post("/alerts", data={"balance_below": "55"})
+    assert saved.status_code == (303 if edits else 403)
+    assert client.post("/alerts/test").status_code in ((303,) if edits else (403,))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("balance_below", "abc", "Enter"), ("balance_below", "-5", "positive"),
+    ("runs_out_within_days", "0", "1 to 365"), ("extra_emails", "not-an-email", "not an email")])
+def test_bad_rule_input_is_refused_by_the_field(alert_app, field, value, message):
+    client = alert_app.test_client()
+    AuthActions(client).login("admin")
+    resp = client.post("/alerts", data={field: value})
+    assert resp.status_code == 422 and message in resp.get_data(as_text=True)
+    with alert_app.app_context():
+        from webapp.alerts.rules import settings
+        assert settings().balance_below is None
+
+
+def test_no_channel_no_alerts(client, auth, sandbox, app):
+    auth.login("admin")
+    _set(sandbox, planCreditsRemaining="1.00")
+    client.get("/billing")
+    client.get("/billing?checkout=success")
+    with app.app_context():
+        assert Alert.query.count() == 0
+    assert "No channel is configured" in client.get("/alerts").get_data(as_text=True)

@@ -1,0 +1,54 @@
+import re
+from decimal import Decimal
+
+from flask_wtf import FlaskForm
+from wtforms import (IntegerField, SelectChoice, SelectMultipleField, StringField,
+                     SubmitField, TextAreaField, ValidationError)
+from wtforms.validators import NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..billing.amount import AmountError, parse_amount
+
+EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
+MAX_EXTRA = 20
+
+
+class AlertRulesForm(FlaskForm):
+    balance_below = StringField("Alert when the total balance falls below (USD)",
+                                render_kw={"inputmode": "decimal", "autocomplete": "off"})
+    runs_out_within_days = IntegerField("Alert when the forecast says the balance runs out "
+                                        "within (days)",
+                                        validators=[Optional(), NumberRange(1, 365, "Enter a "
+                                                    "number of days from 1 to 365.")])
+    email_roles = SelectMultipleField(
+        "Email these roles", choices=[SelectChoice("finance", "Finance"),
+                                      SelectChoice("admin", "Admins"),
+                                      SelectChoice("viewer", "Viewers")],
+        option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
+    extra_emails = TextAreaField("Also email (one address a line)", render_kw={"rows": 3})
+    submit = SubmitField("Save alert rules")
+
+    #: parsed values, set by the validators
+    balance = None
+    addresses: list[str] = []
+
+    def validate_balance_below(self, field):
+        self.balance = None
+        if (field.data or "").strip():
+            try:
+                self.balance = parse_amount(field.data, Decimal("0.01"), Decimal(1_000_000))
+            except AmountError as exc:
+                raise ValidationError(str(exc)) from None
+
+    def validate_extra_emails(self, field):
+        lines = [line.strip() for line in re.split(r"[\n,;]", field.data or "") if line.strip()]
+        bad = [line for line in lines if not EMAIL.fullmatch(line) or len(line) > 254]
+        if bad:
+            raise ValidationError(f"“{bad[0][:60]}” is not an email address.")
+        if len(lines) > MAX_EXTRA:
+            raise ValidationError(f"At most {MAX_EXTRA} extra addresses.")
+        self.addresses = lines
+
+
+class SendTestForm(FlaskForm):
+    submit = SubmitField("Send test alert")

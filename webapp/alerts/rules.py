@@ -1,0 +1,171 @@
+"""The alert rules, and firing each one exactly once per crossing.
+
+Built in (on as soon as a channel is configured): plan credits 50 %, 80 % and
+100 % used in the current period, one state per threshold per period, so a
+new period re-arms them. Set by an admin: total balance below an amount,
+and "runs out within N days" from the forecast.
+
+A rule fires when its condition becomes true while it is armed, and re-arms
+when the condition is false again (a top-up, a new period). The armed
+state is a database row flipped with one conditional UPDATE, so however
+many processes or hosts evaluate the same reading, one of them fires.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..formatting import day, money
+from ..giga import Billing
+from ..models import Alert, AlertDelivery, AlertSettings, AlertState, User
+
+log = logging.getLogger(__name__)
+
+PLAN_THRESHOLDS = (50, 80, 100)
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A condition that is true now: which rule, its state key, and what to say."""
+
+    rule: str
+    state_key: str
+    title: str
+    body: str
+    figures: dict
+
+
+def settings() -> AlertSettings:
+    """The one settings row (created with the defaults on first use)."""
+    row = db.session.get(AlertSettings, 1)
+    if row is None:  # first use: the rules the environment seeds
+        cfg = current_app.config
+        row = AlertSettings(id=1, email_roles="finance,admin", extra_emails="",
+                            balance_below=cfg["ALERT_BALANCE_BELOW"],
+                            runs_out_within_days=cfg["ALERT_RUNS_OUT_DAYS"])
+        db.session.add(row)
+        try:
+            db.session.commit()
+        except IntegrityError:  # another process made it first
+            db.session.rollback()
+            row = db.session.get(AlertSettings, 1)
+    return row
+
+
+def _figures(billing: Billing, **more) -> dict:
+    return {"plan": billing.plan, "planCreditsRemaining": str(billing.plan_credits_remaining),
+            "prepaidBalance": str(billing.prepaid_balance),
+            "totalBalance": str(billing.total_balance),
+            "periodStart": billing.period_start.isoformat(),
+            "periodEnd": billing.period_end.isoformat(),
+            **{k: str(v) for k, v in more.items()}}
+
+
+def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime | None,
+               now: datetime, rules: AlertSettings) -> tuple[list[Crossing], list[str]]:
+    """The crossings true now, and the state keys of rules whose condition is false."""
+    true, false = [], []
+    summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
+               f"{money(billing.prepaid_balance)}, total {money(billing.total_balance)}; the "
+               f"period ends {day(billing.period_end)}.")
+    if isinstance(monthly, Decimal) and monthly > 0:
+        used = (monthly - billing.plan_credits_remaining) / monthly * 100
+        for threshold in PLAN_THRESHOLDS:
+            key = f"plan-credits:{threshold}:{billing.period_start.isoformat()}"
+            if used >= threshold:
+                true.append(Crossing(
+                    "plan credits", key, f"{threshold}% of this period's plan credits used",
+                    f"{min(used, Decimal(100)):.0f}% of the {money(monthly)} plan credits for "
+                    f"this period are used. {summary}",
+                    _figures(billing, threshold=threshold, usedPercent=f"{used:.1f}")))
+            else:
+                false.append(key)
+    if rules.balance_below is not None:
+        key = f"balance-below:{rules.balance_below}"
+        if billing.total_balance < rules.balance_below:
+            true.append(Crossing(
+                "balance below", key, f"Balance below {money(rules.balance_below)}",
+                f"The total balance is {money(billing.total_balance)}, below the alert at "
+                f"{money(rules.balance_below)}. {summary}",
+                _figures(billing, threshold=rules.balance_below)))
+        else:
+            false.append(key)
+    if rules.runs_out_within_days:
+        key = f"runs-out:{rules.runs_out_within_days}"
+        horizon = now + timedelta(days=rules.runs_out_within_days)
+        if runs_out_at is not None and runs_out_at <= horizon:
+            true.append(Crossing(
+                "runs out soon", key,
+                f"Balance runs out within {rules.runs_out_within_days} days",
+                f"At the current pace the balance runs out around {day(runs_out_at)}. {summary}",
+                _figures(billing, threshold=rules.runs_out_within_days,
+                         runsOutAt=runs_out_at.isoformat())))
+        else:
+            false.append(key)
+    return true, false
+
+
+def _state(key: str) -> None:
+    """Make sure rule state ``key`` exists (armed), racing other processes safely."""
+    if db.session.get(AlertState, key) is None:
+        db.session.add(AlertState(key=key, armed=True, crossings=0))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+
+
+def fire_crossings(crossings: list[Crossing], rearm: list[str], now: datetime,
+                   channels: list[tuple[str, str]]) -> list[Alert]:
+    """Fire each armed crossing once (queueing a delivery per channel target) and
+    re-arm the rest. Returns the alerts this call fired."""
+    fired = []
+    for key in rearm:
+        db.session.execute(update(AlertState).where(AlertState.key == key,
+                                                    AlertState.armed.is_(False))
+                           .values(armed=True))
+    db.session.commit()
+    for c in crossings:
+        _state(c.state_key)
+        won = db.session.execute(update(AlertState).where(
+            AlertState.key == c.state_key, AlertState.armed.is_(True))
+            .values(armed=False, crossings=AlertState.crossings + 1)).rowcount == 1
+        if not won:
+            db.session.rollback()
+            continue
+        crossing_no = db.session.scalar(select(AlertState.crossings).where(
+            AlertState.key == c.state_key))
+        alert = Alert(key=f"{c.state_key}#{crossing_no}", rule=c.rule, title=c.title,
+                      body=c.body, figures=json.dumps(c.figures), fired_at=now)
+        db.session.add(alert)
+        db.session.flush()
+        for channel, target in channels:
+            db.session.add(AlertDelivery(alert_id=alert.id, channel=channel, target=target,
+                                         next_attempt_at=now))
+        db.session.commit()
+        log.info("alert fired: %s", c.title)
+        fired.append(alert)
+    return fired
+
+
+def email_recipients(rules: AlertSettings) -> list[str]:
+    """Users of the chosen roles, plus the extra addresses, each once."""
+    roles = [r for r in (rules.email_roles or "").split(",") if r]
+    users = db.session.scalars(select(User.email).where(User.role.in_(roles),
+                                                        User.is_demo.is_(False))).all() \
+        if roles else []
+    extra = [e.strip() for e in (rules.extra_emails or "").split(",") if e.strip()]
+    seen, out = set(), []
+    for address in [*users, *extra]:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            out.append(address)
+    return out

@@ -1,0 +1,69 @@
+from flask import current_app, flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from ..auth.roles import permission_required
+from ..clock import app_clock
+from ..extensions import db
+from ..errors import render_error
+from . import bp
+from .forms import AlertRulesForm, SendTestForm
+from .rules import settings
+from .service import configured, deliveries_of, recent, send_test, targets
+
+
+def _page(form, status=200):
+    rules = settings()
+    alerts = recent()
+    cfg = current_app.config
+    return render_template("alerts/index.html", form=form, test_form=SendTestForm(),
+                           rules=rules, alerts=alerts, configured=configured(cfg),
+                           deliveries=deliveries_of([a.id for a in alerts]),
+                           targets=targets(cfg, rules), cfg=cfg,
+                           can_edit=current_user.can("alerts_edit")), status
+
+
+@bp.get("")
+@permission_required("alerts")
+def index():
+    rules = settings()
+    form = AlertRulesForm(formdata=None, balance_below=str(rules.balance_below or ""),
+                          runs_out_within_days=rules.runs_out_within_days,
+                          email_roles=[r for r in rules.email_roles.split(",") if r],
+                          extra_emails="\n".join(e for e in rules.extra_emails.split(",") if e))
+    return _page(form)
+
+
+@bp.post("")
+@permission_required("alerts_edit")
+def save():
+    form = AlertRulesForm()
+    if not form.validate():
+        return _page(form, 422)
+    rules = settings()
+    rules.balance_below = form.balance
+    rules.runs_out_within_days = form.runs_out_within_days.data
+    rules.email_roles = ",".join(form.email_roles.data or [])
+    rules.extra_emails = ",".join(form.addresses)
+    rules.updated_by, rules.updated_at = current_user.email, app_clock().now()
+    db.session.commit()
+    flash("Alert rules saved. They are checked on every fresh balance reading.", "success")
+    return redirect(url_for("alerts.index"), 303)
+
+
+@bp.post("/test")
+@permission_required("alerts_edit")
+def test():
+    if not SendTestForm().validate():
+        return render_error(400, "This form has expired", "Reload the page and try again.")
+    if not configured(current_app.config):
+        return render_error(409, "No channel configured", "Set SMTP_URL or ALERT_WEBHOOK_URL "
+                            "first; there is nowhere to send a test alert.")
+    # each admin may send one test a minute: a button must not flood an inbox
+    taken, wait = current_app.extensions["giga_store"].take(
+        f"alert-test:{current_user.id}", 1, 60)
+    if not taken:
+        return render_error(429, "Test alert already sent", "A test alert was sent a moment "
+                            "ago. Wait a minute before sending another.", retry_after=int(wait) + 1)
+    send_test(current_app._get_current_object(), app_clock().now(), current_user.email)
+    flash("Test alert queued; its delivery status shows below in a few seconds.", "success")
+    return redirect(url_for("alerts.index"), 303)

@@ -137,12 +137,14 @@ def register_blueprints(app):
     from .billing import bp as billing_bp
     from .alerts import bp as alerts_bp
     from .history import bp as history_bp
+    from .metrics import bp as metrics_bp
     from .users import bp as users_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(billing_bp)
     app.register_blueprint(history_bp)
     app.register_blueprint(alerts_bp)
+    app.register_blueprint(metrics_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(users_bp)
 

@@ -59,6 +59,12 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+"""
+
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -111,6 +117,7 @@ class RedisStore:
         self._take = self._redis.register_script(_TAKE)
         self._incr = self._redis.register_script(_INCR)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
+        self._count = self._redis.register_script(_COUNT)
 
     def __repr__(self):  # the URL may carry a password
         return "RedisStore()"
@@ -225,3 +232,8 @@ class RedisStore:
             return bool(taken), max(0.0, int(wait_ms) / 1000)
         share = max(1, limit // self.processes)
         return self._run(remote, lambda: self._local.take(key, share, window))
+
+    def count(self, key: str, window: float) -> int:
+        """Events counted by ``take`` in the last ``window`` seconds (by Redis's clock)."""
+        return self._run(lambda: int(self._count(keys=[key], args=[int(window * 1000)])),
+                         lambda: self._local.count(key, window))

@@ -22,8 +22,8 @@ from decimal import Decimal
 from functools import partial
 
 from ..clock import Clock
-from ..giga import (AuthenticationError, Checkout, GigaClient, GigaError, PermissionDenied,
-                    RateLimited, Timeout)
+from ..giga import (AuthenticationError, Checkout, ConnectionFailed, GigaClient, GigaError,
+                    PermissionDenied, RateLimited, Timeout)
 from .codec import Reading, Undecodable, dumps, loads
 from .errors import BreakerOpen, BudgetSpent, CoolingDown, Declined, UpstreamFault
 
@@ -31,6 +31,21 @@ log = logging.getLogger(__name__)
 
 #: how often a process waiting on another's upstream read looks for its result
 WAIT_POLL = 0.05
+#: upstream call outcomes counted for /metrics
+OUTCOMES = ("ok", "client_error", "server_error", "rate_limited", "unreachable", "declined")
+STATS_TTL = 10 * 365 * 86400
+
+
+def _outcome(exc) -> str:
+    if isinstance(exc, Declined):
+        return "declined"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, (Timeout, ConnectionFailed)):
+        return "unreachable"
+    if exc.status is not None and 400 <= exc.status < 500:
+        return "client_error"
+    return "server_error"
 
 
 def _seconds(value: float) -> int:
@@ -76,6 +91,7 @@ class BillingGateway:
         billing, plans = self._cached("billing", "plans")
         if billing is not None and billing.fetched_at > billing_since \
                 and plans is not None and plans.fetched_at > plans_since:
+            self._count("cache:hit")
             return billing, plans  # the warm path: no thread hand-off at all
         plans_future = self._pool.submit(self._settle, self.plans, deadline)
         billing = self._settle(self.billing, deadline, fresh=fresh_billing)
@@ -121,6 +137,26 @@ class BillingGateway:
         reading, = self._cached("plans")
         return None if reading is None else reading.value
 
+    def stats(self) -> dict:
+        """The deployment's figures for /metrics, read from the shared store."""
+        ns = self._ns
+        names = [f"calls:{o}" for o in OUTCOMES] + ["cache:hit", "cache:miss"]
+        values = self.store.get_many(*(ns + "stats:" + n for n in names))
+        counts = {n: int(v or 0) for n, v in zip(names, values)}
+        used = self.store.count(ns + "budget", 60)
+        if self.store.remaining(ns + "breaker_open") is not None:
+            breaker = "open"
+        elif int(self.store.get(ns + "failures") or 0) >= self.breaker_threshold:
+            breaker = "half-open"
+        else:
+            breaker = "closed"
+        return {"calls": {o: counts[f"calls:{o}"] for o in OUTCOMES},
+                "cache": {"hit": counts["cache:hit"], "miss": counts["cache:miss"]},
+                "budget_left": max(0, self.budget_per_minute - used), "breaker": breaker}
+
+    def _count(self, name: str) -> None:
+        self.store.incr(self._ns + "stats:" + name, STATS_TTL)
+
     def forget_billing(self) -> None:
         """Drop the cached balance so the next read is fresh."""
         self.store.delete(self._ns + "billing")
@@ -153,7 +189,9 @@ class BillingGateway:
         since = self._since(ttl)
         cached, = self._cached(name)
         if cached is not None and cached.fetched_at > since:
+            self._count("cache:hit")
             return cached
+        self._count("cache:miss")
         try:
             return self._single_flight(name, loader, since, deadline)
         except (AuthenticationError, PermissionDenied):
@@ -239,14 +277,20 @@ class BillingGateway:
         attempt = 0
         retries = 1 if action else self.get_retries
         while True:
-            self._admit(action)
+            try:
+                self._admit(action)
+            except Declined:
+                self._count("calls:declined")
+                raise
             try:
                 result = fn(deadline=deadline)
             except RateLimited as exc:
+                self._count("calls:rate_limited")
                 wait = exc.retry_after if exc.retry_after is not None else 30
                 self.store.set(self._ns + "cooldown", "1", ttl=max(1, wait))
                 raise
             except GigaError as exc:
+                self._count("calls:" + _outcome(exc))
                 if not exc.transient:
                     self._record_success()  # it answered: the service is up
                     raise
@@ -260,6 +304,7 @@ class BillingGateway:
                 self.clock.sleep(pause)
                 attempt += 1
                 continue
+            self._count("calls:ok")
             self._record_success()
             return result
 

@@ -1,0 +1,58 @@
+"""/metrics: Prometheus text, bearer token only, the whole deployment's figures."""
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from webapp.gateway.redis_store import RedisStore
+
+from .conftest import AuthActions, make_app
+
+TOKEN = "metrics-token-123456"
+
+
+def _scrape(client, token=TOKEN):
+    resp = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200, resp.status_code
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(resp.get_data(as_text=True))
+            for s in family.samples}
+
+
+def test_metrics_are_404_without_a_token_setting(client):
+    assert client.get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
+def test_metrics_need_the_bearer_token(tmp_path, sandbox, header):
+    app = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN)
+    headers = {"Authorization": header} if header else {}
+    assert app.test_client().get("/metrics", headers=headers).status_code == 401
+
+
+def test_metrics_show_balances_calls_cache_budget_breaker(tmp_path, sandbox):
+    app = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN)
+    client = app.test_client()
+    AuthActions(client).login("viewer")
+    client.get("/billing")
+    client.get("/billing")
+    m = _scrape(client)
+    assert m[("giga_balance_usd", (("kind", "total"),))] == 124.5
+    assert m[("giga_balance_usd", (("kind", "plan_credits"),))] == 74.5
+    assert m[("giga_upstream_calls_total", (("outcome", "ok"),))] == 2  # billing and plans
+    assert m[("giga_cache_requests_total", (("result", "hit"),))] == 1
+    assert m[("giga_upstream_budget_remaining", ())] == 28
+    assert m[("giga_breaker_state", (("state", "closed"),))] == 1
+    assert ("giga_period_end_timestamp_seconds", ()) in m
+
+
+def test_with_redis_the_figures_are_the_whole_deployments(tmp_path, sandbox, redis_server):
+    apps = [make_app(tmp_path / str(i), SANDBOX=sandbox, METRICS_TOKEN=TOKEN,
+                     STORE=RedisStore(redis_server.url), BILLING_CACHE_TTL="0",
+                     DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}") for i in range(2)]
+    for app in apps:
+        client = app.test_client()
+        AuthActions(client).login("viewer")
+        client.get("/billing")
+    m = _scrape(apps[0].test_client())
+    calls = m[("giga_upstream_calls_total", (("outcome", "ok"),))]
+    assert calls == 3  # two billing reads (TTL 0) and one plans read, across both processes
+    assert m[("giga_upstream_budget_remaining", ())] == 27

@@ -59,3 +59,12 @@ def test_bad_recharge_bodies_are_refused(sandbox):
                              headers={"Authorization": f"Bearer {sandbox.api_key}"})
         assert resp.status_code == 400
         assert resp.json()["error"]["code"] in ("INVALID_FIELD", "INVALID_REQUEST")
+
+
+def test_flask_sandbox_spend_and_reset(runner, sandbox):
+    result = runner.invoke(args=["sandbox", "spend", "30"])
+    assert result.exit_code == 0 and "plan credits left 44.50" in result.output
+    assert runner.invoke(args=["sandbox", "spend", "1e3"]).exit_code != 0
+    assert runner.invoke(args=["sandbox", "spend", "-5"]).exit_code != 0
+    assert runner.invoke(args=["sandbox", "reset"]).exit_code == 0
+    assert sandbox.state.billing()["planCreditsRemaining"] == __import__("decimal").Decimal("74.50")

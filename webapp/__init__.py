@@ -167,10 +167,12 @@ def register_template_helpers(app):
 
 def register_commands(app):
     from .history.cli import billing_cli
+    from .sandbox.cli import sandbox_cli
     from .users.cli import users_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(billing_cli)
+    app.cli.add_command(sandbox_cli)
 
 
 def init_database(app):

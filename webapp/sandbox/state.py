@@ -127,6 +127,13 @@ class SandboxState:
                 a["planCreditsRemaining"] = str(Decimal(plan["monthlyCredits"]))
             return session
 
+    def spend(self, amount: Decimal) -> dict:
+        """Use ``amount`` of credits now, as the account's agents would (plan credits
+        first); returns the account."""
+        with self.edit() as a:
+            _draw(a, amount)
+            return dict(a)
+
     def reset(self):
         """Back to the demo account (tests and ``flask sandbox reset``)."""
         with self.edit() as a:
@@ -148,11 +155,16 @@ def _spend(account, per_hour: Decimal):
         return
     # only the time those whole cents took is used up; a fraction waits for the next read
     account["spentUntil"] = iso(since + timedelta(seconds=int(spend / per_hour * 3600)))
+    _draw(account, spend)
+
+
+def _draw(account, amount: Decimal):
+    """Take ``amount`` from plan credits, then prepaid, never below zero."""
     plan = Decimal(account["planCreditsRemaining"])
-    from_plan = min(plan, spend)
+    from_plan = min(plan, amount)
     prepaid = Decimal(account["prepaidBalance"])
     account["planCreditsRemaining"] = str(plan - from_plan)
-    account["prepaidBalance"] = str(max(Decimal(0), prepaid - (spend - from_plan)))
+    account["prepaidBalance"] = str(max(Decimal(0), prepaid - (amount - from_plan)))
 
 
 def _roll_period(account):

@@ -64,7 +64,8 @@ def test_bad_recharge_bodies_are_refused(sandbox):
 def test_flask_sandbox_spend_and_reset(runner, sandbox):
     result = runner.invoke(args=["sandbox", "spend", "30"])
     assert result.exit_code == 0 and "plan credits left 44.50" in result.output
-    assert runner.invoke(args=["sandbox", "spend", "1e3"]).exit_code != 0
+    assert runner.invoke(args=["sandbox", "spend", "nan"]).exit_code != 0
+    assert runner.invoke(args=["sandbox", "spend", "0.001"]).exit_code != 0
     assert runner.invoke(args=["sandbox", "spend", "-5"]).exit_code != 0
     assert runner.invoke(args=["sandbox", "reset"]).exit_code == 0
     assert sandbox.state.billing()["planCreditsRemaining"] == __import__("decimal").Decimal("74.50")

@@ -60,9 +60,14 @@ def _set(sandbox, **fields):
 
 
 def _read_and_deliver(app, client, later=0):
-    """A page view (a fresh reading), then whatever is due is delivered -- here, or by
-    the app's own sender thread, which a new alert wakes (waited for)."""
+    """A page view (a fresh reading), then whatever is due is delivered."""
     client.get("/billing")
+    _deliver_all(app, later)
+
+
+def _deliver_all(app, later=0):
+    """Deliver what is due -- here, or by the app's own sender thread, which a new
+    alert wakes (waited for)."""
     with app.app_context():
         clock = app.extensions["clock"]
         deliver_due(app, clock.now() + timedelta(seconds=later))
@@ -222,8 +227,7 @@ def test_send_test_alert_from_the_page(alert_app, mailbox, receiver):
     admin = alert_app.test_client()
     AuthActions(admin).login("admin")
     assert admin.post("/alerts/test").status_code == 303
-    with alert_app.app_context():
-        deliver_due(alert_app, alert_app.extensions["clock"].now())
+    _deliver_all(alert_app)
     assert mailbox.messages[0]["Subject"] == "WithGiga billing: Test alert"
     assert len(receiver.received) == 1
     page = admin.get("/alerts").get_data(as_text=True)
@@ -267,3 +271,20 @@ def test_no_channel_no_alerts(client, auth, sandbox, app):
     with app.app_context():
         assert Alert.query.count() == 0
     assert "No channel is configured" in client.get("/alerts").get_data(as_text=True)
+
+
+def test_a_page_never_waits_for_a_slow_receiver(tmp_path, sandbox, receiver):
+    receiver.delay = 4
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0",
+                   ALERT_WEBHOOK_URL=receiver.url, ALERT_SEND_EVERY="1")
+    client = app.test_client()
+    AuthActions(client).login("viewer")
+    client.get("/billing")
+    _set(sandbox, planCreditsRemaining="40.00")
+    started = time.monotonic()
+    assert client.get("/billing").status_code == 200
+    assert time.monotonic() - started < 2  # the alert is queued, its delivery is not awaited
+    deadline = time.monotonic() + 10
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(receiver.received) == 1  # the sender thread delivered it meanwhile

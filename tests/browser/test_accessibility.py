@@ -22,7 +22,8 @@ def _pages(live, role):
     """The pages a role meets, as (name, path)."""
     pages = [("dashboard", "/billing"), ("not found", "/nope")]
     if role in ("finance", "admin"):
-        pages.append(("audit trail", "/audit"))
+        pages += [("audit trail", "/audit"), ("alerts", "/alerts"),
+                  ("usage, 90 days", "/billing?range=90")]
     if role == "admin":
         pages += [("confirmation", "/billing/plans/pro"), ("users", "/users"),
                   ("contact sales", "/billing/plans/max")]
@@ -57,14 +58,15 @@ def test_no_violations_on_checkout_error_and_degraded_pages(new_page, live):
     page.goto(live.url + "/billing")
     expect(page.get_by_text("not answering")).to_be_visible()
     assert axe_violations(page) == [], "degraded"
-    live.app.extensions["giga_gateway"].store.delete(live.app.extensions["giga_gateway"]._ns + "billing")
+    live.app.extensions["giga_gateway"].forget_billing()
     page.goto(live.url + "/billing")
     expect(page.get_by_role("heading", name="The billing service had a problem")).to_be_visible()
     assert axe_violations(page) == [], "upstream error"
 
 
 @pytest.mark.parametrize("role,paths", [
-    ("admin", ["/billing", "/billing/plans/pro", "/audit", "/users", "/nope"]),
+    ("admin", ["/billing", "/billing/plans/pro", "/audit", "/users", "/nope", "/alerts",
+               "/billing?range=90"]),
     ("viewer", ["/billing"])])
 def test_fits_a_375px_phone_without_horizontal_scroll(new_page, live, role, paths):
     page = new_page(viewport={"width": 375, "height": 812}, is_mobile=True)

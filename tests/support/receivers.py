@@ -5,6 +5,7 @@ import email
 import email.policy
 import http.server
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 
@@ -43,6 +44,8 @@ class WebhookReceiver:
         self.port = closed_port()
         self.received: list[tuple[dict, bytes]] = []
         self.status = 200
+        #: seconds to wait before answering, as a slow chat service would
+        self.delay = 0.0
         self._server = None
         self.start()
 
@@ -56,6 +59,7 @@ class WebhookReceiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(receiver.delay)
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()},
                                           body))
                 self.send_response(receiver.status)

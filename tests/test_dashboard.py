@@ -144,19 +144,34 @@ def test_return_from_checkout_shows_notice_and_fresh_figures(client, auth, sandb
     assert "$50.00" in client.get("/billing").get_data(as_text=True)
     sandbox.state.settle(checkout_id, pay=True)
     html = client.get("/billing?checkout=success").get_data(as_text=True)
-    assert "payment is being processed" in html
+    assert "Your payment for your $40.00 top-up is being processed" in html
     assert 'id="prepaid-balance">$90.00' in html
+    again = client.get("/billing?checkout=success").get_data(as_text=True)
+    assert "being processed" not in again  # once per checkout
 
 
 def test_return_after_cancel_says_nothing_was_charged(client, auth):
     auth.login("finance")
+    client.post("/billing/topup", data={"amount": "60", "nonce": "c" * 24})
     html = client.get("/billing?checkout=cancel").get_data(as_text=True)
-    assert "Checkout was cancelled. Nothing was charged" in html
+    assert "Checkout of your $60.00 top-up was cancelled. Nothing was charged" in html
     assert 'id="prepaid-balance">$50.00' in html
 
 
-def test_each_view_gets_fresh_tokens_from_the_page_cache(csrf_app):
-    """Plain views reuse one rendering, but never share a one-time or CSRF token."""
+def test_a_bare_return_link_shows_nothing_and_reads_nothing(client, auth, sandbox):
+    """Anyone can type ?checkout=success: no notice, and no fresh upstream read."""
+    auth.login("viewer")
+    client.get("/billing")
+    calls = sandbox.api_calls("/api/billing")
+    for _ in range(40):
+        html = client.get("/billing?checkout=success").get_data(as_text=True)
+    assert "being processed" not in html and "was cancelled" not in client.get(
+        "/billing?checkout=cancel").get_data(as_text=True)
+    assert sandbox.api_calls("/api/billing") == calls
+
+
+def test_each_view_gets_fresh_tokens(csrf_app):
+    """No two views share a one-time or CSRF token."""
     import re
     client = csrf_app.test_client()
     html = client.get("/signin").get_data(as_text=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import current_app, redirect
+from flask import current_app, redirect, session
 from flask_login import current_user
 
 from ..audit import service as audit
@@ -24,6 +24,8 @@ from .overview import deadline
 log = logging.getLogger(__name__)
 
 SENT = "sent to checkout"
+#: the session key naming the checkout this user was sent to last
+RETURNING_FROM = "checkout_started"
 PENDING_WAIT_SECONDS = 5.0
 
 
@@ -33,9 +35,13 @@ def allowed(url) -> bool:
                                 cfg["CHECKOUT_ALLOWED_ORIGINS"])
 
 
-def start_checkout(action, operation, *, nonce, **fields):
+def start_checkout(action, operation, *, nonce, what, **fields):
     """Run the gateway ``operation(deadline)`` (a top-up or a plan change) for the
-    current user and answer with a 303 to checkout or a page that says why not."""
+    current user and answer with a 303 to checkout or a page that says why not.
+
+    ``what`` names the checkout in words ("your $50.00 top-up") for the notice
+    this user sees on coming back from it.
+    """
     store = current_app.extensions["giga_store"]
     try:
         entry, earlier = audit.claim(action, nonce, **fields)
@@ -82,6 +88,8 @@ def start_checkout(action, operation, *, nonce, **fields):
                      checkout_url=checkout.checkout_url)
     except audit.AuditWriteError:
         return _not_recorded()
+    # only a return from a checkout this session started earns a notice and a fresh read
+    session[RETURNING_FROM] = what
     return redirect(checkout.checkout_url, 303)
 
 

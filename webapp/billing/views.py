@@ -1,27 +1,29 @@
 import secrets
 from functools import partial
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, render_template, request, session
 from flask_login import current_user
 
 from ..audit import service as audit
 from ..auth.roles import permission_required
 from ..errors import render_error, render_upstream_error
+from ..formatting import money
 from ..gateway import UpstreamFault
 from ..history.report import DEFAULT_RANGE, RANGES, page_history
 from ..history.service import pending_checkouts
 from . import bp
-from .actions import start_checkout
+from .actions import RETURNING_FROM, start_checkout
 from .amount import range_text
 from .forms import ChangePlanForm, TopUpForm
 from .overview import gateway, load_overview
 
 PRESETS = ("25", "50", "100", "500")
 RETURN_NOTICES = {
-    "success": ("success", "Thank you. Your payment is being processed; new credit or a new "
-                "plan can take a moment to appear. The figures below were just read fresh."),
-    "cancel": ("info", "Checkout was cancelled. Nothing was charged and your balance is "
-               "unchanged."),
+    "success": ("success", "Thank you. Your payment for {what} is being processed; new credit "
+                "or a new plan can take a moment to appear. The figures below were just read "
+                "fresh."),
+    "cancel": ("info", "Checkout of {what} was cancelled. Nothing was charged and your balance "
+               "is unchanged."),
 }
 
 
@@ -57,9 +59,14 @@ def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
 @permission_required("view")
 def dashboard():
     outcome = request.args.get("checkout")
-    notice = RETURN_NOTICES.get(outcome)
-    # back from checkout: the cached balance is known to be old
-    return render_dashboard(fresh=notice is not None, notice=notice)
+    notice = None
+    # a notice, and a fresh read, only for the user coming back from a checkout this
+    # session started, once: a link with ?checkout=success alone does neither, so no
+    # one can spend the shared upstream budget by reloading it
+    if outcome in RETURN_NOTICES and (what := session.pop(RETURNING_FROM, None)):
+        kind, text = RETURN_NOTICES[outcome]
+        notice = (kind, text.format(what=what))
+    return render_dashboard(fresh=notice is not None and outcome == "success", notice=notice)
 
 
 def _refuse_top_up(*_args, **_kw):
@@ -76,7 +83,8 @@ def top_up():
         return render_dashboard(form, status=422)
     amount = form.decimal
     return start_checkout(audit.TOP_UP, partial(gateway().top_up, amount),
-                          nonce=form.nonce.data, amount=amount)
+                          nonce=form.nonce.data, what=f"your {money(amount)} top-up",
+                          amount=amount)
 
 
 def _plan_change_context(plan_id):
@@ -136,5 +144,5 @@ def change_plan(plan_id):
         audit.record(audit.PLAN_CHANGE, reason, plan_to=plan_id[:200])
         return failure
     return start_checkout(audit.PLAN_CHANGE, partial(gateway().change_plan, target.id),
-                          nonce=form.nonce.data, plan_from=overview.billing.plan,
-                          plan_to=target.id)
+                          nonce=form.nonce.data, what=f"the change to {target.name}",
+                          plan_from=overview.billing.plan, plan_to=target.id)

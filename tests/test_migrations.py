@@ -33,15 +33,20 @@ def _version(url) -> str | None:
         engine.dispose()
 
 
+def drop_every_table(conn):
+    """Empty the database, whatever an earlier run or release left in it."""
+    existing = sa.MetaData()
+    existing.reflect(conn)
+    existing.drop_all(conn)
+
+
 def _first_release_database(url):
     """What the first release left: its tables from create_all, a user, no history."""
     engine = sa.create_engine(url)
     schema = (Path(__file__).parent / "support" /
               f"first_release_{engine.dialect.name}.sql").read_text()
     with engine.begin() as conn:
-        for table in ("alembic_version", "balance_snapshots", "user_sessions", "audit_entries",
-                      "login_failures", "users"):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        drop_every_table(conn)
         ddl = "\n".join(line for line in schema.splitlines() if not line.startswith("--"))
         for statement in filter(str.strip, ddl.split(";")):
             conn.execute(sa.text(statement))

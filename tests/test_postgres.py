@@ -8,9 +8,10 @@ import os
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+import sqlalchemy
 
 from .conftest import AuthActions, make_app
+from .test_migrations import drop_every_table
 
 URL = os.environ.get("TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="TEST_DATABASE_URL is not set "
@@ -20,13 +21,11 @@ pytestmark = pytest.mark.skipif(not URL, reason="TEST_DATABASE_URL is not set "
 @pytest.fixture
 def pg_app(tmp_path, sandbox):
     from webapp.extensions import db
-    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)
-    with app.app_context():
-        db.drop_all()  # and the migration history, so the next start builds it all again
-        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        db.session.commit()
-        db.session.remove()
-        db.engine.dispose()
+    # every table and the migration history, whatever was left: the start builds it all
+    engine = sqlalchemy.create_engine(URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        drop_every_table(conn)
+    engine.dispose()
     app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)
     yield app
     with app.app_context():

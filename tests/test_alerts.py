@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 

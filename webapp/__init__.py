@@ -178,7 +178,6 @@ def register_commands(app):
 def init_database(app):
     """Bring the schema up to date (Alembic migrations), then seed demo users in
     sandbox mode or remove them otherwise."""
-    from .extensions import db
     from .users.service import sync_demo_users
 
     url = app.config["SQLALCHEMY_DATABASE_URI"]

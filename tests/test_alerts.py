@@ -89,6 +89,7 @@ def test_each_crossing_sends_one_email_and_one_webhook(alert_app, viewer, sandbo
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
     assert "$40.00" in text and "https://billing.example.com" in text and "<h1>" in html
+    assert "At the current pace the balance" in text  # the forecast
     doc = json.loads(receiver.received[0][1])
     assert doc["text"].startswith("WithGiga billing: 50%") and doc["rule"] == "plan credits"
     assert doc["threshold"] == "50" and doc["figures"]["planCreditsRemaining"] == "40.00"

@@ -76,6 +76,10 @@ def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime 
     summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
                f"{money(billing.prepaid_balance)}, total {money(billing.total_balance)}; the "
                f"period ends {day(billing.period_end)}.")
+    if runs_out_at is not None:  # the forecast, when there is a pace to tell
+        summary += (f" At the current pace the balance runs out around {day(runs_out_at)}."
+                    if runs_out_at < billing.period_end else
+                    " At the current pace the balance lasts past the period end.")
     if isinstance(monthly, Decimal) and monthly > 0:
         used = (monthly - billing.plan_credits_remaining) / monthly * 100
         for threshold in PLAN_THRESHOLDS:
@@ -105,7 +109,8 @@ def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime 
             true.append(Crossing(
                 "runs out soon", key,
                 f"Balance runs out within {rules.runs_out_within_days} days",
-                f"At the current pace the balance runs out around {day(runs_out_at)}. {summary}",
+                f"The forecast says the balance runs out within {rules.runs_out_within_days} "
+                f"days. {summary}",
                 _figures(billing, threshold=rules.runs_out_within_days,
                          runsOutAt=runs_out_at.isoformat())))
         else:

@@ -58,7 +58,7 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
         monthly = plan.monthly_credits if plan is not None else None
         rules = settings()
         runs_out_at = None
-        if rules.runs_out_within_days and plan is not None:
+        if plan is not None:  # every alert says what the forecast says
             pace = observed_pace(billing, now, lambda pid: next(
                 (p.monthly_credits for p in plans if p.id == pid), None))
             f = forecast(billing, plan, now, observed=pace)

@@ -25,7 +25,8 @@ def test_finance_tops_up_pays_and_sees_it(page, live):
     expect(page.get_by_text("$123.45").first).to_be_visible()
     page.get_by_role("button", name="Pay").click()
     page.wait_for_url(re.compile(r".*/billing\?checkout=success$"))
-    expect(page.get_by_role("status").filter(has_text="payment is being processed")).to_be_visible()
+    expect(page.get_by_role("status").filter(
+        has_text="Your payment for your $123.45 top-up is being processed")).to_be_visible()
     assert prepaid(page) == before + Decimal("123.45")
     page.get_by_role("link", name="Audit trail").click()
     row = page.get_by_role("row").filter(has_text="$123.45")
@@ -41,7 +42,8 @@ def test_finance_cancels_and_nothing_changes(page, live):
     page.get_by_role("button", name="Continue to checkout").click()
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_url(re.compile(r".*/billing\?checkout=cancel$"))
-    expect(page.get_by_text("Checkout was cancelled. Nothing was charged")).to_be_visible()
+    expect(page.get_by_text("Checkout of your $50.00 top-up was cancelled. Nothing was "
+                            "charged")).to_be_visible()
     assert prepaid(page) == before
 
 

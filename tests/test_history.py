@@ -354,3 +354,12 @@ def test_usage_csv_has_a_row_a_day_and_history_csv_a_row_a_snapshot(client, auth
                                           .get_data(as_text=True))))
     assert len(history) - 1 == len(_rows(app))
     assert history[-1][5] == "124.50"
+
+
+def test_downloads_are_bounded_per_user(client, auth, seeded):
+    auth.login("finance")
+    codes = [client.get("/billing/history.csv").status_code for _ in range(10)]
+    codes += [client.get("/billing/usage.csv").status_code for _ in range(3)]
+    assert codes[:10] == [200] * 10 and codes[10:] == [429] * 3
+    refused = client.get("/billing/usage.csv")
+    assert "Too many downloads" in refused.get_data(as_text=True) and refused.headers["Retry-After"]

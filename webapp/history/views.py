@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import request
+from flask import current_app, request
+from flask_login import current_user
 
 from ..auth.roles import permission_required
 from ..billing.overview import load_overview
-from ..clock import app_clock as clock
 from ..downloads import csv_download
-from ..errors import render_upstream_error
+from ..errors import render_error, render_upstream_error
 from ..gateway import UpstreamFault
 from . import bp, service
-from .report import RANGES, usage_report
+from .report import RANGES, page_history
 
 SNAPSHOT_COLUMNS = ("first seen (UTC)", "last seen (UTC)", "plan", "plan credits left (USD)",
                     "prepaid (USD)", "total (USD)", "period start (UTC)", "period end (UTC)")
@@ -32,9 +32,26 @@ def _money(value) -> str:
     return format(value.quantize(CENT), "f")
 
 
+#: CSV downloads one user may start a minute: each reads the whole history
+EXPORTS_PER_MINUTE = 10
+
+
+def _too_many_exports():
+    """A 429 page when this user has started too many downloads this minute, else None."""
+    taken, wait = current_app.extensions["giga_store"].take(
+        f"exports:{current_user.id}", EXPORTS_PER_MINUTE, 60)
+    if taken:
+        return None
+    return render_error(429, "Too many downloads", "You started several downloads in the last "
+                        "minute. Wait a moment and try again.", retry_after=int(wait) + 1)
+
+
 @bp.get("/history.csv")
 @permission_required("audit")
 def history_csv():
+    if (refused := _too_many_exports()) is not None:
+        return refused
+
     def rows():
         yield SNAPSHOT_COLUMNS
         for r in service.all_snapshot_rows():
@@ -47,13 +64,17 @@ def history_csv():
 @bp.get("/usage.csv")
 @permission_required("audit")
 def usage_csv():
+    if (refused := _too_many_exports()) is not None:
+        return refused
     try:
         overview = load_overview()
     except UpstreamFault as exc:
         return render_upstream_error(exc)
     key = request.args.get("range", "90")
-    report = usage_report(key if key in RANGES else "90", overview.billing, clock().now(),
-                          overview.monthly_credits_of)
+    # the same worked-out history as the page's chart, so a download costs no more
+    report = page_history(key if key in RANGES else "90", overview.billing, overview.now,
+                          overview.monthly_credits_of,
+                          plans_known=overview.plans_error is None).report
 
     def rows():
         yield USAGE_COLUMNS

@@ -363,3 +363,19 @@ def test_downloads_are_bounded_per_user(client, auth, seeded):
     assert codes[:10] == [200] * 10 and codes[10:] == [429] * 3
     refused = client.get("/billing/usage.csv")
     assert "Too many downloads" in refused.get_data(as_text=True) and refused.headers["Retry-After"]
+
+
+def test_a_cancelled_checkout_is_not_left_pending(client, auth, app, sandbox):
+    auth.login("finance")
+    client.get("/billing")
+    client.post("/billing/topup", data={"amount": "20", "nonce": "k" * 24})
+    html = client.get("/billing?checkout=cancel").get_data(as_text=True)
+    assert "Checkout of your $20.00 top-up was cancelled" in html
+    assert "top-up started" not in html
+    assert "cancelled at checkout" in client.get("/audit").get_data(as_text=True)
+    # the return link is the user's word; if the payment went through after all, the
+    # balance says so and it is credited
+    _pay_latest(sandbox)
+    _fresh_view(app, client)
+    with app.app_context():
+        assert AuditEntry.query.one().seen == "credited"

@@ -89,7 +89,7 @@ def start_checkout(action, operation, *, nonce, what, **fields):
     except audit.AuditWriteError:
         return _not_recorded()
     # only a return from a checkout this session started earns a notice and a fresh read
-    session[RETURNING_FROM] = what
+    session[RETURNING_FROM] = {"what": what, "entry": entry.id}
     return redirect(checkout.checkout_url, 303)
 
 

@@ -10,7 +10,8 @@ from ..errors import render_error, render_upstream_error
 from ..formatting import money
 from ..gateway import UpstreamFault
 from ..history.report import DEFAULT_RANGE, RANGES, page_history
-from ..history.service import pending_checkouts
+from ..clock import app_clock as clock
+from ..history.service import mark_cancelled, pending_checkouts
 from . import bp
 from .actions import RETURNING_FROM, start_checkout
 from .amount import range_text
@@ -63,9 +64,12 @@ def dashboard():
     # a notice, and a fresh read, only for the user coming back from a checkout this
     # session started, once: a link with ?checkout=success alone does neither, so no
     # one can spend the shared upstream budget by reloading it
-    if outcome in RETURN_NOTICES and (what := session.pop(RETURNING_FROM, None)):
+    started = session.pop(RETURNING_FROM, None) if outcome in RETURN_NOTICES else None
+    if isinstance(started, dict):
         kind, text = RETURN_NOTICES[outcome]
-        notice = (kind, text.format(what=what))
+        notice = (kind, text.format(what=started["what"]))
+        if outcome == "cancel":  # they said so on the checkout page: not a pending payment
+            mark_cancelled(started["entry"], current_user.email, clock().now())
     return render_dashboard(fresh=notice is not None and outcome == "success", notice=notice)
 
 

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..audit import service as audit
@@ -29,6 +29,7 @@ SENT = "sent to checkout"
 CREDITED = "credited"
 PLAN_CHANGED = "plan changed"
 NOT_SEEN = "not seen — check with WithGiga"
+CANCELLED = "cancelled at checkout"
 WAITING = "not yet seen"
 #: how long a checkout may take to show in the balance before it is called unseen
 SEEN_WITHIN = timedelta(hours=48)
@@ -85,8 +86,11 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
 
 
 def _waiting(action, before: datetime):
+    # a checkout its user cancelled can still turn out paid (the return link is theirs to
+    # follow, and a payment may have gone through): the balance has the last word
     return db.session.scalars(select(AuditEntry).where(
-        AuditEntry.action == action, AuditEntry.outcome == SENT, AuditEntry.seen.is_(None),
+        AuditEntry.action == action, AuditEntry.outcome == SENT,
+        or_(AuditEntry.seen.is_(None), AuditEntry.seen == CANCELLED),
         AuditEntry.at <= before, AuditEntry.at >= before - SEEN_WITHIN)
         .order_by(AuditEntry.at, AuditEntry.id)).all()
 
@@ -113,6 +117,16 @@ def checkout_status(entry: AuditEntry, now: datetime) -> str | None:
     if entry.seen:
         return entry.seen
     return NOT_SEEN if now - entry.at > SEEN_WITHIN else WAITING
+
+
+def mark_cancelled(entry_id: int, user_email: str, now: datetime) -> None:
+    """The user came back from checkout by its Cancel button: the attempt is no longer
+    waiting to be paid (a later reading that shows it paid still marks it credited)."""
+    db.session.execute(update(AuditEntry).where(
+        AuditEntry.id == entry_id, AuditEntry.user_email == user_email,
+        AuditEntry.outcome == SENT, AuditEntry.seen.is_(None))
+        .values(seen=CANCELLED, seen_at=now))
+    db.session.commit()
 
 
 def pending_checkouts(now: datetime) -> list[AuditEntry]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 def reading_arrived(app, reading) -> None:
+    """Record ``reading`` and check the alert rules, in one app context of its own
+    (it may arrive on a pool thread or in the poller)."""
     from .alerts.service import evaluate
-    from .history import record_reading
+    from .history.service import record
 
-    record_reading(app, reading)
     with app.app_context():
+        record(reading.value, reading.fetched_at, keep_days=app.config["HISTORY_DAYS"])
         evaluate(app, reading.value, reading.fetched_at)

@@ -48,7 +48,7 @@ def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
     """Write past readings ending at ``billing`` (read at ``now``); returns how many."""
     start = now - timedelta(days=DAYS)
     period = billing.period_end - billing.period_start
-    this_period = [t for t in _steps(max(start, billing.period_start), now)]
+    this_period = _steps(max(start, billing.period_start), now)
     used_now = max(Decimal(0), monthly - billing.plan_credits_remaining)
     rows = []
     left = monthly

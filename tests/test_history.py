@@ -379,3 +379,17 @@ def test_a_cancelled_checkout_is_not_left_pending(client, auth, app, sandbox):
     _fresh_view(app, client)
     with app.app_context():
         assert AuditEntry.query.one().seen == "credited"
+
+
+@pytest.mark.parametrize("start,end", [
+    ("2024-03-01T00:00:00.000Z", "2024-04-01T00:00:00.000Z"),   # a period long past
+    ("2020-01-01T00:00:00.000Z", "2099-01-01T00:00:00.000Z"),   # an eighty-year period
+    ("2099-01-01T00:00:00.000Z", "2099-02-01T00:00:00.000Z")])  # one not begun
+def test_odd_periods_never_make_a_chart_of_hundreds_of_days(client, auth, sandbox, start, end):
+    with sandbox.state.edit() as account:
+        account["periodStart"], account["periodEnd"] = start, end
+    auth.login("viewer")
+    for key in ("period", "last-period"):
+        html = client.get(f"/billing?range={key}").get_data(as_text=True)
+        table = re.search(r"<details class=\"usage-table\">.*?</details>", html, re.S).group(0)
+        assert 1 <= table.count('<th scope="row">') <= 92

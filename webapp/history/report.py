@@ -14,6 +14,8 @@ from .usage import ZERO, Day, Interval, Pace, daily, intervals, recent_pace
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
           "30": "Last 30 days", "90": "Last 90 days"}
 DEFAULT_RANGE = "period"
+#: no chart is longer than this, however long a period the API reports
+MAX_DAYS = 92
 #: how far before a range a credited top-up may be matched to its first interval
 SPAN = timedelta(days=400)
 
@@ -72,15 +74,20 @@ def _start_of(d: date) -> datetime:
 
 
 def range_days(key: str, billing: Billing, now: datetime) -> tuple[date, date]:
-    """The first and last day of range ``key`` (see ``RANGES``)."""
+    """The first and last day of range ``key`` (see ``RANGES``), at most ``MAX_DAYS`` long
+    whatever odd period the API reports."""
     today = now.date()
     if key == "last-period":
         length = billing.period_end - billing.period_start
-        return (billing.period_start - length).date(), \
+        first, last = (billing.period_start - length).date(), \
             (billing.period_start - timedelta(seconds=1)).date()
-    if key in ("7", "30", "90"):
-        return today - timedelta(days=int(key) - 1), today
-    return billing.period_start.date(), today
+    elif key in ("7", "30", "90"):
+        first, last = today - timedelta(days=int(key) - 1), today
+    else:
+        first = billing.period_start.date()
+        last = min(today, (billing.period_end - timedelta(seconds=1)).date())
+    last = max(first, last)
+    return max(first, last - timedelta(days=MAX_DAYS - 1)), last
 
 
 def _nice_ceiling(value: Decimal) -> Decimal:

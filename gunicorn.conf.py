@@ -25,11 +25,19 @@ accesslog = None
 
 
 def on_starting(server):
-    """Refuse several processes without a shared store (the command line's ``-w``
-    has been applied by now, so this sees the real number)."""
-    if server.cfg.workers > 1 and not _shared:
-        import sys
+    """Check the settings once, in the master, before any worker starts: a worker
+    that fails to load would only be started again, forever. Refuse several
+    processes without a shared store (the command line's ``-w`` has been
+    applied by now, so this sees the real number)."""
+    import sys
 
+    from webapp.settings import ConfigError, load_settings
+
+    try:
+        load_settings()
+    except ConfigError as exc:
+        sys.exit(f"Configuration error: {exc}")
+    if server.cfg.workers > 1 and not _shared:
         sys.exit(f"Configuration error: {server.cfg.workers} worker processes need REDIS_URL. "
                  "Without it the upstream budget, cache and circuit breaker live in each "
                  "process, so several processes would together exceed the API key's limit. "

@@ -32,9 +32,14 @@ def sandbox(_sandbox_server):
 
 
 def make_app(tmp_path, **overrides):
+    """The dashboard with test settings; handing it a running ``SANDBOX`` asks for
+    sandbox mode (``GIGA_SANDBOX=1``), and ``DATABASE_URL`` is then its database."""
     config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "INSTANCE_PATH": str(tmp_path),
               "DATABASE_URL": f"sqlite:///{tmp_path / 'test.db'}"}
     config.update(overrides)
+    if "SANDBOX" in overrides:
+        config.setdefault("GIGA_SANDBOX", "1")
+        config.setdefault("SANDBOX_DATABASE_URL", config["DATABASE_URL"])
     return create_app(config)
 
 

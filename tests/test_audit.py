@@ -4,6 +4,8 @@ import io
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
+
 
 from webapp.extensions import db
 from webapp.models import AuditEntry
@@ -99,11 +101,12 @@ def test_csv_export_is_safe_and_plain(client, auth, app):
     rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
     assert rows[0][:5] == ["time (UTC)", "email", "role", "action", "amount (USD)"]
     assert len(rows) == 4
+    col = {name: i for i, name in enumerate(rows[0])}
     newest = rows[1]
     assert newest[1] == "'=cmd|'/C calc'!A0"   # cannot run as a formula
     assert newest[4] == "1234.50"               # a plain decimal, no $ or comma
-    assert newest[9] == "'@SUM(A1:A9)"
-    assert rows[2][8] == "req-9"
+    assert newest[col["detail"]] == "'@SUM(A1:A9)"
+    assert rows[2][col["request id"]] == "req-9"
     for row in rows[1:]:
         for cell in row:
             assert not cell[:1] in ("=", "+", "-", "@")
@@ -129,3 +132,92 @@ def test_plan_change_refusals_are_recorded(client, auth, app, sandbox):
                         ("pro", "upstream error: INTERNAL_ERROR")]
     # refusals reach nothing; the last one was tried once and failed upstream
     assert sandbox.api_calls("/api/billing/subscribe") == 1
+
+
+def test_a_refused_top_up_keeps_the_amount_as_typed(client, auth, app):
+    auth.login("finance")
+    typed = "=HYPERLINK(\"http://evil\")<script>" + "9" * 60
+    client.post("/billing/topup", data={"amount": typed, "nonce": "t" * 24})
+    client.post("/billing/topup", data={"amount": "  12.345 ", "nonce": "u" * 24})
+    with app.app_context():
+        kept = [e.amount_typed for e in AuditEntry.query.order_by(AuditEntry.id)]
+    assert kept == [typed[:40], "12.345"]
+    page = client.get("/audit").get_data(as_text=True)
+    assert "typed “12.345”" in page and "<script>" not in page and "&lt;script&gt;" in page
+    rows = list(csv.DictReader(io.StringIO(client.get("/audit/export.csv").get_data(as_text=True))))
+    assert {r["amount typed"] for r in rows} == {"12.345", "'" + typed[:40]}
+
+
+def test_a_viewer_refused_by_role_is_recorded_with_what_they_typed(client, auth, app):
+    auth.login("viewer")
+    assert client.post("/billing/topup", data={"amount": "777", "nonce": "v" * 24}).status_code == 403
+    with app.app_context():
+        entry = AuditEntry.query.one()
+    assert (entry.outcome, entry.amount_typed) == ("refused: role", "777")
+
+
+def test_the_page_shows_plan_names_and_the_csv_keeps_ids_and_names(client, auth, app, sandbox):
+    auth.login("admin")
+    client.get("/billing")
+    client.post("/billing/plans/pro", data={"nonce": "p" * 24})
+    client.post("/billing/plans/max", data={"nonce": "q" * 24})
+    page = client.get("/audit").get_data(as_text=True)
+    assert "Starter Pro → Pro" in page and "→ Max" in page and "starter-pro →" not in page
+    rows = list(csv.DictReader(io.StringIO(client.get("/audit/export.csv").get_data(as_text=True))))
+    sent = next(r for r in rows if r["outcome"] == "sent to checkout")
+    assert (sent["plan from"], sent["plan from name"], sent["plan to"], sent["plan to name"]) == \
+        ("starter-pro", "Starter Pro", "pro", "Pro")
+
+
+def test_refusals_past_the_limit_are_429_and_one_row_a_minute(client, auth, app, sandbox):
+    """A viewer cannot bury a real top-up under refused posts."""
+    finance = app.test_client()
+    finance.post("/signin", data={"email": "finance@demo.test", "password": "demo"})
+    finance.post("/billing/topup", data={"amount": "777", "nonce": "r" * 24})
+    auth.login("viewer")
+    codes = [client.post("/billing/topup", data={"amount": str(i), "nonce": f"{i:024d}"})
+             .status_code for i in range(40)]
+    assert codes[:5] == [403] * 5 and set(codes[5:]) == {429}
+    with app.app_context():
+        rows = AuditEntry.query.filter_by(user_email="viewer@demo.test").all()
+    assert len(rows) == 6  # five refusals, then one row for the rest of the minute
+    summary = next(r for r in rows if r.action == "refused attempts")
+    assert summary.repeats == 35 and summary.outcome == "refused: too many attempts"
+    page = finance.get("/audit").get_data(as_text=True)
+    assert "$777.00" in page and "35 more refused attempts this minute" in page
+    assert sandbox.api_calls("/api/billing/recharge") == 1
+
+
+def test_the_trail_reaches_every_entry_by_page_and_by_user(client, auth, app):
+    now = datetime.now(timezone.utc)
+    with app.app_context():
+        db.session.add_all([AuditEntry(at=now - timedelta(seconds=i), user_email="noisy@x.com",
+                                       user_role="viewer", action="top-up", outcome="refused: role")
+                            for i in range(130)])
+        db.session.add(AuditEntry(at=now - timedelta(seconds=200), user_email="f@x.com",
+                                  user_role="finance", action="top-up",
+                                  amount=Decimal("777.00"), outcome="sent to checkout"))
+        db.session.commit()
+    auth.login("finance")
+    first = client.get("/audit").get_data(as_text=True)
+    assert "131 entries · page 1 of 3" in first and "$777.00" not in first
+    last = client.get("/audit?page=3").get_data(as_text=True)
+    assert "$777.00" in last and 'rel="prev"' in last
+    assert "$777.00" in client.get("/audit?user=F@X.com").get_data(as_text=True)
+    assert "1 entry" in client.get("/audit?user=f@x.com&action=top-up").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(client.get("/audit/export.csv").get_data(as_text=True))))
+    assert len(rows) == 132  # every row, however many
+
+
+@pytest.mark.parametrize("query", ["to=9999-12-31", "from=0001-01-01", "from=1999-12-31",
+                                   "to=2100-01-01", "from=2026-13-40", "page=-1", "page=zz"])
+def test_odd_dates_are_a_field_error_not_a_crash(client, auth, app, query):
+    _seed(app)
+    auth.login("finance")
+    resp = client.get(f"/audit?{query}")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    if "page" not in query:
+        assert 'class="field-error"' in html
+    assert "$1,234.50" in html  # the bad filter is left out, the rest still shows
+    assert client.get(f"/audit/export.csv?{query}").status_code == 200

@@ -247,7 +247,7 @@ def test_per_user_checkout_limit(client, auth, sandbox):
     assert codes[:5] == [303] * 5 and codes[5:] == [429, 429]
     assert sandbox.api_calls("/api/billing/recharge") == 5
     resp = client.post("/billing/topup", data={"amount": "10", "nonce": "z" * 24})
-    assert "Too many checkouts" in resp.get_data(as_text=True) and resp.headers["Retry-After"]
+    assert "Too many attempts" in resp.get_data(as_text=True) and resp.headers["Retry-After"]
 
 
 def test_action_during_cool_down_is_refused_fast_and_says_nothing_was_sent(fault_server,

@@ -1,4 +1,5 @@
 """Usage over time: the rules, the recording, the poller, reconciliation, the chart, exports."""
+import secrets
 import csv
 import io
 import re
@@ -178,7 +179,7 @@ def test_many_pollers_stay_within_the_budget(tmp_path, sandbox):
 
 def test_poll_every_runs_until_stopped(tmp_path, fault_server):
     env = {"GIGA_API_KEY": "giga_sk_poller", "GIGA_API_URL": fault_server.url,
-           "SECRET_KEY": "Pq7" * 16, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+           "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
            "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "billing", "poll",
                              "--every", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """Schema migrations: every start brings the database to the newest revision, and
 ``flask db upgrade`` adopts a database made by the first release (``create_all``,
 no migration history), on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
+import secrets
 import os
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_flask_db_upgrade_adopts_a_first_release_database(tmp_path, which):
     _first_release_database(url)
     assert _version(url) is None
     env = {**os.environ, "DATABASE_URL": url, "GIGA_API_KEY": "giga_sk_migration_test",
-           "GIGA_API_URL": "http://127.0.0.1:9", "SECRET_KEY": "k3Y" * 16,
+           "GIGA_API_URL": "http://127.0.0.1:9", "SECRET_KEY": secrets.token_hex(32),
            "FLASK_APP": "wsgi"}
     result = subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=120)

@@ -116,7 +116,7 @@ def test_admin_manages_users_from_the_page(client, auth, app):
     client.post(f"/users/{pat_id}/role", data={f"u{pat_id}-role": "finance"})
     with app.app_context():
         assert db.session.get(User, pat_id).role == "finance"
-    client.post(f"/users/{pat_id}/delete")
+    client.post(f"/users/{pat_id}/delete", data={"confirm": "pat@example.com"})
     with app.app_context():
         assert db.session.get(User, pat_id) is None
     dup = client.post("/users", data={"email": "viewer@demo.test", "role": "viewer",

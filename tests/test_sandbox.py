@@ -1,4 +1,5 @@
 """The built-in sandbox: a real upstream whose account survives a restart."""
+import re
 from decimal import Decimal
 
 from webapp.giga import GigaClient
@@ -21,14 +22,21 @@ def test_state_survives_a_restart(tmp_path):
         second.stop()
 
 
+def press(browser, path, choice):
+    """Press Pay or Cancel on the checkout page at ``path``, as a browser would."""
+    page = browser.get(path).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return browser.post(f"{path}/{choice}", data={"csrf_token": token})
+
+
 def test_checkout_page_pays_once_and_returns(sandbox):
     client = GigaClient(sandbox.url, sandbox.api_key)
     url = client.recharge(Decimal("10")).checkout_url
     path = url[len(sandbox.url):]
     browser = sandbox.app.test_client()
     assert "Pay" in browser.get(path).get_data(as_text=True)
-    sandbox.return_url = "http://dashboard.test/billing"
-    paid = browser.post(path + "/pay")
+    sandbox.note_return(url, "http://dashboard.test/billing")
+    paid = press(browser, path, "pay")
     assert paid.status_code == 303
     assert paid.headers["Location"] == "http://dashboard.test/billing?checkout=success"
     browser.post(path + "/pay")  # paying twice changes nothing
@@ -39,10 +47,47 @@ def test_checkout_page_pays_once_and_returns(sandbox):
 def test_cancel_changes_nothing(sandbox):
     client = GigaClient(sandbox.url, sandbox.api_key)
     url = client.subscribe("pro").checkout_url
-    sandbox.return_url = "http://dashboard.test/billing"
-    resp = sandbox.app.test_client().post(url[len(sandbox.url):] + "/cancel")
+    sandbox.note_return(url, "http://dashboard.test/billing")
+    resp = press(sandbox.app.test_client(), url[len(sandbox.url):], "cancel")
     assert resp.headers["Location"].endswith("?checkout=cancel")
     assert client.get_billing().plan == "starter-pro"
+
+
+def test_checkout_forms_need_their_csrf_token(sandbox):
+    client = GigaClient(sandbox.url, sandbox.api_key)
+    path = client.recharge(Decimal("10")).checkout_url[len(sandbox.url):]
+    browser = sandbox.app.test_client()
+    assert 'name="csrf_token"' in browser.get(path).get_data(as_text=True)
+    forged = browser.post(path + "/pay")  # a page elsewhere posting to Pay
+    assert forged.status_code == 400
+    assert client.get_billing().prepaid_balance == Decimal("50.00")
+    assert press(browser, path, "pay").status_code == 200  # no return address: a page
+    assert client.get_billing().prepaid_balance == Decimal("60.00")
+
+
+def test_a_host_header_never_decides_where_others_return(app, auth, sandbox):
+    """Each checkout returns to the dashboard as the request that started it saw it."""
+    attacker = app.test_client()
+    attacker.post("/signin", data={"email": "viewer@demo.test", "password": "demo"},
+                  headers={"Host": "evil.example"})
+    attacker.get("/billing", headers={"Host": "evil.example"})
+    finance = app.test_client()
+    finance.post("/signin", data={"email": "finance@demo.test", "password": "demo"})
+    url = finance.post("/billing/topup", data={"amount": "20", "nonce": "n" * 24}).location
+    paid = press(sandbox.app.test_client(), url[len(sandbox.url):], "pay")
+    assert paid.headers["Location"] == "http://localhost/billing?checkout=success"
+
+
+def test_public_url_sets_the_return_address(tmp_path, sandbox):
+    from .conftest import make_app
+    app = make_app(tmp_path, SANDBOX=sandbox, PUBLIC_URL="https://billing.example.com/")
+    client = app.test_client()
+    client.post("/signin", data={"email": "finance@demo.test", "password": "demo"},
+                headers={"Host": "evil.example"})
+    url = client.post("/billing/topup", data={"amount": "20", "nonce": "p" * 24},
+                      headers={"Host": "evil.example"}).location
+    paid = press(sandbox.app.test_client(), url[len(sandbox.url):], "pay")
+    assert paid.headers["Location"] == "https://billing.example.com/billing?checkout=success"
 
 
 def test_subscribe_to_current_plan_is_refused(sandbox):
@@ -69,3 +114,26 @@ def test_flask_sandbox_spend_and_reset(runner, sandbox):
     assert runner.invoke(args=["sandbox", "spend", "-5"]).exit_code != 0
     assert runner.invoke(args=["sandbox", "reset"]).exit_code == 0
     assert sandbox.state.billing()["planCreditsRemaining"] == __import__("decimal").Decimal("74.50")
+
+
+def test_sandbox_users_never_reach_the_real_database(tmp_path, sandbox, fault_server):
+    """Demo accounts, and anyone added while signed in as one, live in the sandbox's
+    own database (instance/sandbox.db), never the real one."""
+    from webapp import create_app
+    from webapp.models import User
+
+    base = {"TESTING": True, "WTF_CSRF_ENABLED": False, "INSTANCE_PATH": str(tmp_path)}
+    demo = create_app({**base, "GIGA_SANDBOX": "1", "SANDBOX": sandbox}).test_client()
+    demo.post("/signin", data={"email": "admin@demo.test", "password": "demo"})
+    added = demo.post("/users", data={"email": "stays@example.com", "role": "admin",
+                                      "password": "violet-anchor-meadow-42"})
+    assert added.status_code == 302 and (tmp_path / "sandbox.db").exists()
+
+    real = create_app({**base, "GIGA_API_KEY": "giga_sk_live", "GIGA_API_URL": fault_server.url})
+    assert real.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'dashboard.db'}"
+    with real.app_context():
+        assert User.query.count() == 0
+    for email, password in (("stays@example.com", "violet-anchor-meadow-42"),
+                            ("admin@demo.test", "demo")):
+        resp = real.test_client().post("/signin", data={"email": email, "password": password})
+        assert resp.status_code != 302

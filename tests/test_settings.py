@@ -1,11 +1,15 @@
 """Settings are checked at start with a message that names the variable."""
+import logging
+import secrets
+
 import pytest
 
 from webapp import ConfigError
 from webapp.settings import load_settings
 
 LIVE = {"GIGA_API_KEY": "giga_sk_live_x"}
-GOOD_SECRET = "k" * 40
+SANDBOX = {"GIGA_SANDBOX": "1"}
+GOOD_SECRET = secrets.token_hex(32)
 
 
 @pytest.mark.parametrize("env,message", [
@@ -14,15 +18,24 @@ GOOD_SECRET = "k" * 40
     ({**LIVE, "SECRET_KEY": "short-but-random"}, "SECRET_KEY is too weak"),
     ({**LIVE, "SECRET_KEY": GOOD_SECRET, "GIGA_API_URL": "http://api.withgiga.ai"}, "https"),
     ({**LIVE, "SECRET_KEY": GOOD_SECRET, "GIGA_API_URL": "ftp://x"}, "GIGA_API_URL"),
-    ({"RECHARGE_MIN": "abc"}, "RECHARGE_MIN"),
-    ({"RECHARGE_MIN": "0"}, "RECHARGE_MIN"),
-    ({"RECHARGE_MAX": "NaN"}, "RECHARGE_MAX"),
-    ({"RECHARGE_MIN": "50", "RECHARGE_MAX": "10"}, "RECHARGE_MAX must not be below"),
-    ({"RECHARGE_MIN": "5.001"}, "two decimals"),
-    ({"BILLING_CACHE_TTL": "-1"}, "BILLING_CACHE_TTL"),
-    ({"BILLING_CACHE_TTL": "soon"}, "BILLING_CACHE_TTL"),
-    ({"UPSTREAM_BUDGET_PER_MINUTE": "0"}, "UPSTREAM_BUDGET_PER_MINUTE"),
-    ({"CHECKOUT_ALLOWED_HOSTS": "https://checkout.stripe.com/"}, "CHECKOUT_ALLOWED_HOSTS"),
+    # long but not random: a repeat, a pattern, one character
+    ({**LIVE, "SECRET_KEY": "a" * 64}, "SECRET_KEY is too weak"),
+    ({**LIVE, "SECRET_KEY": "changeme" * 8}, "SECRET_KEY is too weak"),
+    ({**LIVE, "SECRET_KEY": "0" * 64}, "SECRET_KEY is too weak"),
+    ({**LIVE, "SECRET_KEY": "abcdefghijklmnopqrstuvwxyz0123456789"}, "SECRET_KEY is too weak"),
+    ({**LIVE, "SECRET_KEY": "Pq7" * 16}, "SECRET_KEY is too weak"),
+    ({**SANDBOX, "RECHARGE_MIN": "abc"}, "RECHARGE_MIN"),
+    ({**SANDBOX, "RECHARGE_MIN": "0"}, "RECHARGE_MIN"),
+    ({**SANDBOX, "RECHARGE_MAX": "NaN"}, "RECHARGE_MAX"),
+    ({**SANDBOX, "RECHARGE_MIN": "50", "RECHARGE_MAX": "10"}, "RECHARGE_MAX must not be below"),
+    ({**SANDBOX, "RECHARGE_MIN": "5.001"}, "two decimals"),
+    ({**SANDBOX, "BILLING_CACHE_TTL": "-1"}, "BILLING_CACHE_TTL"),
+    ({**SANDBOX, "BILLING_CACHE_TTL": "soon"}, "BILLING_CACHE_TTL"),
+    ({**SANDBOX, "UPSTREAM_BUDGET_PER_MINUTE": "0"}, "UPSTREAM_BUDGET_PER_MINUTE"),
+    ({**SANDBOX, "CHECKOUT_ALLOWED_HOSTS": "https://checkout.stripe.com/"},
+     "CHECKOUT_ALLOWED_HOSTS"),
+    ({**SANDBOX, "GIGA_SANDBOX": "maybe"}, "GIGA_SANDBOX must be 1 or 0"),
+    ({**SANDBOX, "SALES_URL": "javascript:alert(1)"}, "SALES_URL"),
 ])
 def test_bad_settings_stop_start_up_with_a_clear_message(tmp_path, env, message):
     with pytest.raises(ConfigError) as info:
@@ -30,13 +43,44 @@ def test_bad_settings_stop_start_up_with_a_clear_message(tmp_path, env, message)
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("env", [{}, {"GIGA_API_KEY": ""}, {"GIGA_API_KEY": "  "},
+                                 {"GIGA_SANDBOX": "0"}, {"GIGA_API_KEY": "", "GIGA_SANDBOX": ""}],
+                         ids=["nothing", "empty key", "blank key", "sandbox 0", "both empty"])
+def test_neither_a_key_nor_sandbox_mode_stops_start_up(tmp_path, env):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env, overrides={"INSTANCE_PATH": str(tmp_path)})
+    assert "GIGA_API_KEY" in str(info.value) and "GIGA_SANDBOX=1" in str(info.value)
+
+
+def test_sandbox_mode_only_when_asked_for(tmp_path):
+    cfg = load_settings(environ={"GIGA_SANDBOX": "1", "GIGA_API_KEY": ""},
+                        overrides={"INSTANCE_PATH": str(tmp_path)})
+    assert cfg["SANDBOX_MODE"] and cfg["GIGA_API_KEY"] is None
+
+
+def test_the_key_wins_over_sandbox_mode_and_says_so(tmp_path, fault_server, caplog):
+    from .conftest import make_app
+    caplog.set_level(logging.WARNING)
+    app = make_app(tmp_path, GIGA_SANDBOX="1", GIGA_API_KEY="giga_sk_live_y",
+                   GIGA_API_URL=fault_server.url)
+    assert not app.config["SANDBOX_MODE"] and app.config["GIGA_API_URL"] == fault_server.url
+    assert "SANDBOX" not in app.config and "GIGA_SANDBOX=1 is ignored" in caplog.text
+
+
 def test_defaults(tmp_path):
-    cfg = load_settings(environ={}, overrides={"INSTANCE_PATH": str(tmp_path)})
+    cfg = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})
     assert cfg["SANDBOX_MODE"] and cfg["GIGA_API_URL"] == "https://api.withgiga.ai"
     assert cfg["CHECKOUT_ALLOWED_HOSTS"] == ("checkout.stripe.com",)
     assert str(cfg["RECHARGE_MIN"]) == "5" and str(cfg["RECHARGE_MAX"]) == "10000"
     assert cfg["BILLING_CACHE_TTL"] == 30 and cfg["UPSTREAM_BUDGET_PER_MINUTE"] == 30
-    assert cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert cfg["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'sandbox.db'}"
+    assert cfg["SALES_URL"] == "https://withgiga.ai/contact"
+
+
+def test_sandbox_mode_never_uses_the_real_database(tmp_path):
+    cfg = load_settings(environ={**SANDBOX, "DATABASE_URL": "postgres://u:p@db/giga"},
+                        overrides={"INSTANCE_PATH": str(tmp_path)})
+    assert cfg["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'sandbox.db'}"
 
 
 def test_live_mode_with_good_secret(tmp_path):
@@ -48,8 +92,8 @@ def test_live_mode_with_good_secret(tmp_path):
 
 
 def test_sandbox_secret_survives_restart(tmp_path):
-    a = load_settings(environ={}, overrides={"INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
-    b = load_settings(environ={}, overrides={"INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
+    a = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
+    b = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
     assert a == b and len(a) >= 32
 
 

@@ -58,9 +58,13 @@ def configure_logging(app):
 
 
 def register_sandbox(app):
-    """With no API key, start (or adopt) the built-in sandbox and point the client at it."""
+    """With ``GIGA_SANDBOX=1`` (and no key), start (or adopt) the built-in sandbox
+    and point the client at it."""
     if not app.config["SANDBOX_MODE"]:
         app.config["CHECKOUT_ALLOWED_ORIGINS"] = ()
+        if app.config["SANDBOX_IGNORED"]:
+            log.warning("GIGA_API_KEY is set, so GIGA_SANDBOX=1 is ignored: the dashboard "
+                        "talks to %s with real money", app.config["GIGA_API_URL"])
         return
     from .sandbox import Sandbox
 
@@ -74,10 +78,8 @@ def register_sandbox(app):
     app.config["GIGA_API_KEY"] = sandbox.api_key
     # the sandbox checkout page is on loopback over http: allowed here, and only here
     app.config["CHECKOUT_ALLOWED_ORIGINS"] = (sandbox.origin,)
-
-    @app.before_request
-    def tell_sandbox_where_to_return():
-        sandbox.return_url = url_for("billing.dashboard", _external=True)
+    # each checkout returns to the dashboard that started it (see billing.actions)
+    app.extensions["checkout_started"] = sandbox.note_return
 
 
 def register_extensions(app):
@@ -192,7 +194,7 @@ def init_database(app):
                 _seed_sandbox_history(app)
         seeded = sync_demo_users(app.config["SANDBOX_MODE"])
     if seeded and not app.config["TESTING"]:
-        print("\n  Sandbox mode: no GIGA_API_KEY set, so the dashboard talks to a built-in\n"
+        print("\n  Sandbox mode (GIGA_SANDBOX=1): the dashboard talks to a built-in\n"
               f"  billing API at {app.config['GIGA_API_URL']} (no real money).\n"
               "  Sign in as admin@demo.test, finance@demo.test or viewer@demo.test,\n"
               "  password: demo\n", file=sys.stderr, flush=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import render_template
+from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -32,12 +32,21 @@ MESSAGES = {
 
 
 def render_error(status, title=None, message=None, *, retry_after=None, error=None,
-                 headers=None):
-    """The one error page: a title, plain words, and upstream details when there are any."""
+                 headers=None, sales_link=False):
+    """The one error page: a title, plain words, and upstream details when there are any.
+
+    A page that could not be read (a GET that failed upstream or was held
+    back) offers **Try again** on the same address; ``sales_link`` adds the
+    way to WithGiga's sales team.
+    """
+    again = None
+    if request.method == "GET" and (status >= 500 or status == 429):
+        again = request.full_path.rstrip("?")
     body = render_template("errors/error.html", status=status,
                            title=title or TITLES.get(status, "Error"),
                            message=message or MESSAGES.get(status, ""),
-                           retry_after=retry_after, error=error)
+                           retry_after=retry_after, error=error, try_again=again,
+                           sales_link=sales_link)
     headers = dict(headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)

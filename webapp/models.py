@@ -98,19 +98,30 @@ class LoginFailure(db.Model):
 
 
 class AuditEntry(db.Model):
-    """One attempt at a billing action, written before anyone is sent to checkout."""
+    """One attempt at a billing action, written before anyone is sent to checkout,
+    or one change to the users; refusals past a user's limit share one row a minute."""
 
     __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_at", "at"),)
+    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_user_at", "user_email", "at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     user_email: Mapped[str] = mapped_column(String(254))
     user_role: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(32))  # "top-up" | "plan change"
+    action: Mapped[str] = mapped_column(String(32))  # one of audit.service.ACTIONS
     amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    #: a refused top-up's amount as it was typed (trimmed), so a reviewer sees what was tried
+    amount_typed: Mapped[str | None] = mapped_column(String(40), nullable=True)
     plan_from: Mapped[str | None] = mapped_column(String(200), nullable=True)
     plan_to: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    plan_from_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    plan_to_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: the user a users-page change was made to, and their role before and after
+    subject: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    role_from: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    role_to: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: on a summary row: how many refused attempts past the limit it stands for
+    repeats: Mapped[int | None] = mapped_column(nullable=True)
     outcome: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)

@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 
 INSTANCE = Path(__file__).resolve().parent.parent / "instance"
 
-#: secrets people copy from tutorials; never acceptable in production
-WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test",
-                "secret-key", "secretkey", "please-change-me", "default"}
 MIN_SECRET_LENGTH = 32
+#: zxcvbn's estimate (log10 of guesses) a SECRET_KEY must reach: 64 hex digits
+#: from ``secrets.token_hex(32)`` score about 60, a repeated word or a keyboard
+#: walk under 10, whatever its length
+MIN_SECRET_GUESSES_LOG10 = 30
+MAKE_A_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 class ConfigError(RuntimeError):
@@ -28,7 +30,9 @@ class ConfigError(RuntimeError):
 DEFAULTS = {
     "GIGA_API_URL": "https://api.withgiga.ai",
     "GIGA_API_KEY": None,
+    "GIGA_SANDBOX": "0",
     "SECRET_KEY": None,
+    "SALES_URL": "https://withgiga.ai/contact",
     "CHECKOUT_ALLOWED_HOSTS": "checkout.stripe.com",
     "RECHARGE_MIN": "5",
     "RECHARGE_MAX": "10000",
@@ -65,6 +69,7 @@ DEFAULTS = {
     "TRUST_PROXY": "0",
     "SANDBOX_PORT": "0",
     "SANDBOX_STATE_PATH": None,
+    "SANDBOX_DATABASE_URL": None,
 }
 
 
@@ -98,6 +103,31 @@ def _amount(name, raw) -> Decimal:
     if not value.is_finite() or value < 0 or value > 1000:
         raise ConfigError(f"{name} must be an amount from 0 to 1000, got {raw!r}.")
     return value
+
+
+def _flag(name, raw) -> bool:
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}.")
+
+
+def _secret_key_problem(secret: str) -> str | None:
+    """Why ``secret`` is no good as a SECRET_KEY, or None.
+
+    Length alone lets ``aaaa…`` or ``changeme`` × 8 through; zxcvbn spots
+    repeats, sequences, keyboard walks and dictionary words at any length.
+    """
+    from zxcvbn import zxcvbn
+
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"it is {len(secret)} characters; use at least {MIN_SECRET_LENGTH}"
+    if zxcvbn(secret[:100])["guesses_log10"] < MIN_SECRET_GUESSES_LOG10:
+        return ("it is not random (a repeated pattern, a sequence or words, "
+                "or too few different characters)")
+    return None
 
 
 def _hosts(raw) -> tuple[str, ...]:
@@ -177,9 +207,16 @@ def load_settings(environ=None, overrides=None) -> dict:
 
     cfg = dict(overrides)
     cfg["TESTING"] = testing
-    key = raw["GIGA_API_KEY"] or None
+    key = str(raw["GIGA_API_KEY"] or "").strip() or None
+    sandbox_asked = _flag("GIGA_SANDBOX", raw["GIGA_SANDBOX"])
+    if key is None and not sandbox_asked:
+        raise ConfigError("GIGA_API_KEY is not set. Set GIGA_API_KEY to the account's secret "
+                          "key, or GIGA_SANDBOX=1 to run against the built-in sandbox "
+                          "(demo accounts, no real money).")
     cfg["GIGA_API_KEY"] = key
+    # the key wins: a real deployment never falls into the sandbox by a stray setting
     cfg["SANDBOX_MODE"] = key is None
+    cfg["SANDBOX_IGNORED"] = key is not None and sandbox_asked
     url = str(raw["GIGA_API_URL"]).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -193,10 +230,10 @@ def load_settings(environ=None, overrides=None) -> dict:
     if not cfg["SANDBOX_MODE"] and not testing:
         if not secret:
             raise ConfigError("SECRET_KEY is required when GIGA_API_KEY is set. Generate one "
-                              "with: python -c 'import secrets; print(secrets.token_hex(32))'")
-        if secret.lower() in WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"SECRET_KEY is too weak: use at least {MIN_SECRET_LENGTH} random "
-                              "characters (python -c 'import secrets; print(secrets.token_hex(32))').")
+                              f"with: {MAKE_A_SECRET}")
+        if problem := _secret_key_problem(secret):
+            raise ConfigError(f"SECRET_KEY is too weak: {problem}. Generate one with: "
+                              f"{MAKE_A_SECRET}")
     cfg["SECRET_KEY"] = secret or _sandbox_secret(instance, testing)
 
     cfg["CHECKOUT_ALLOWED_HOSTS"] = _hosts(raw["CHECKOUT_ALLOWED_HOSTS"])
@@ -222,7 +259,16 @@ def load_settings(environ=None, overrides=None) -> dict:
     _alert_settings(cfg, raw)
     if cfg["STALE_MAX_AGE"] > 3600:
         raise ConfigError("STALE_MAX_AGE must be at most 3600 seconds: old figures mislead.")
-    cfg["SQLALCHEMY_DATABASE_URI"] = _database_url(raw["DATABASE_URL"], instance)
+    # sandbox mode keeps its demo users (and any user made while signed in as
+    # one) in a database of its own, never in the real one
+    cfg["SQLALCHEMY_DATABASE_URI"] = (
+        _database_url(raw["SANDBOX_DATABASE_URL"] or f"sqlite:///{instance / 'sandbox.db'}",
+                      instance)
+        if cfg["SANDBOX_MODE"] else _database_url(raw["DATABASE_URL"], instance))
+    cfg["SALES_URL"] = str(raw["SALES_URL"]).strip()
+    if urlsplit(cfg["SALES_URL"]).scheme not in ("http", "https"):
+        raise ConfigError("SALES_URL must be an http(s) address, like "
+                          "https://withgiga.ai/contact.")
     cfg["SANDBOX_STATE_PATH"] = raw["SANDBOX_STATE_PATH"] or str(instance / "sandbox-state.json")
     cfg["INSTANCE_PATH"] = str(instance)
     return cfg

@@ -1,11 +1,13 @@
 """Writing the audit trail. Every billing action attempt gets a row, and the
-row is committed *before* the user is sent to checkout."""
+row is committed *before* the user is sent to checkout; every change to the
+users gets one too. Refusals past a user's action limit are folded into one
+summary row per user per minute, so no one can bury the trail."""
 from __future__ import annotations
 
 import logging
 
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..extensions import db
@@ -16,7 +18,15 @@ log = logging.getLogger(__name__)
 
 TOP_UP = "top-up"
 PLAN_CHANGE = "plan change"
-ACTIONS = (TOP_UP, PLAN_CHANGE)
+USER_ADDED = "user added"
+ROLE_CHANGED = "role changed"
+USER_REMOVED = "user removed"
+#: a summary row: refused attempts past the user's limit within one minute
+REFUSED_ATTEMPTS = "refused attempts"
+ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, REFUSED_ATTEMPTS)
+TOO_MANY = "refused: too many attempts"
+#: who made a change from the ``flask users`` commands
+COMMAND_LINE = ("(command line)", "cli")
 
 
 def upstream_outcome(exc) -> str:
@@ -31,16 +41,68 @@ class AuditWriteError(RuntimeError):
     """The audit row could not be written; the action must not go on."""
 
 
-def _who():
-    return {"user_email": current_user.email, "user_role": current_user.role}
+def _who(actor=None):
+    """``actor``, else the signed-in user; outside any request (a command, a script)
+    the change is the command line's."""
+    if actor is None:
+        signed_in = current_user and current_user.is_authenticated
+        actor = (current_user.email, current_user.role) if signed_in else COMMAND_LINE
+    email, role = actor
+    return {"user_email": email, "user_role": role}
 
 
-def record(action, outcome, **fields) -> AuditEntry:
-    """Write one finished attempt (a refusal). Raises ``AuditWriteError``."""
-    entry = AuditEntry(action=action, outcome=outcome, **_who(), **fields)
+def stage(action, outcome, *, actor=None, **fields) -> AuditEntry:
+    """Add a row to the session, to be committed with the change it records (one
+    transaction: the change and its record land together or not at all);
+    ``actor`` is ``(email, role)`` when it is not the signed-in user (``COMMAND_LINE``)."""
+    entry = AuditEntry(action=action, outcome=outcome, **_who(actor), **fields)
     db.session.add(entry)
+    return entry
+
+
+def record(action, outcome, *, actor=None, **fields) -> AuditEntry:
+    """Write one finished attempt. Raises ``AuditWriteError``."""
+    entry = stage(action, outcome, actor=actor, **fields)
     _commit()
     return entry
+
+
+def count_refusal(minute: int):
+    """Fold one refused attempt past the limit into this user's row for ``minute``
+    (a whole number of minutes since the epoch). Raises ``AuditWriteError``.
+
+    The row is keyed by its ``nonce`` column, so concurrent requests (in any
+    process) add to one row: the first inserts it, the rest increment it.
+    """
+    key = f"refused:{current_user.id}:{minute}"
+    bump = update(AuditEntry).where(AuditEntry.nonce == key).values(
+        repeats=AuditEntry.repeats + 1)
+    try:
+        if db.session.execute(bump).rowcount:
+            db.session.commit()
+            return
+        db.session.add(AuditEntry(action=REFUSED_ATTEMPTS, outcome=TOO_MANY, nonce=key,
+                                  repeats=1, **_who()))
+        db.session.commit()
+    except IntegrityError:  # another request inserted it first
+        db.session.rollback()
+        db.session.execute(bump)
+        _commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.exception("audit write failed")
+        raise AuditWriteError("audit row could not be written") from exc
+
+
+def find(nonce) -> AuditEntry | None:
+    """The attempt made with the form token ``nonce``, if any. Raises
+    ``AuditWriteError`` when the trail cannot be read (so nothing can be recorded)."""
+    try:
+        return db.session.scalar(select(AuditEntry).where(AuditEntry.nonce == nonce))
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.exception("audit read failed")
+        raise AuditWriteError("audit trail could not be read") from exc
 
 
 def claim(action, nonce, **fields) -> tuple[AuditEntry | None, AuditEntry | None]:

@@ -1,60 +1,66 @@
-from datetime import date, datetime, time, timedelta, timezone
+"""The audit trail page and its CSV: filter by date, action and user; page through
+every entry; download every matching row."""
+from datetime import datetime, time, timedelta, timezone
+from math import ceil
 
 from flask import render_template, request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..auth.roles import permission_required
-from ..extensions import db
-from ..models import AuditEntry
-from . import bp
+from ..billing.overview import gateway
 from ..clock import app_clock as clock
 from ..downloads import csv_download
+from ..extensions import db
 from ..history.service import checkout_status
-from .service import ACTIONS
+from ..models import AuditEntry
+from . import bp
+from .forms import AuditFilterForm
 
-MAX_ROWS = 5000
-CSV_COLUMNS = ("time (UTC)", "email", "role", "action", "amount (USD)", "plan from", "plan to",
-               "outcome", "request id", "detail", "seen in balance", "seen at (UTC)")
-
-
-def _date(name):
-    """A ``YYYY-MM-DD`` query parameter as a date, or ``None`` (with the error text)."""
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
-        return None, None
-    try:
-        return date.fromisoformat(raw), None
-    except ValueError:
-        return None, f"“{raw[:20]}” is not a date; use YYYY-MM-DD."
+PAGE_SIZE = 50
+CSV_COLUMNS = ("time (UTC)", "email", "role", "action", "amount (USD)", "amount typed",
+               "plan from", "plan from name", "plan to", "plan to name", "user changed",
+               "role from", "role to", "outcome", "refused attempts folded in", "request id",
+               "detail", "seen in balance", "seen at (UTC)")
 
 
-def _filtered():
-    """The rows matching the page's filters, newest first, and any filter errors."""
-    start, start_err = _date("from")
-    end, end_err = _date("to")
-    action = request.args.get("action") or ""
-    query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-    if start:
-        query = query.where(AuditEntry.at >= datetime.combine(start, time.min, timezone.utc))
-    if end:
-        query = query.where(AuditEntry.at < datetime.combine(end + timedelta(days=1), time.min,
-                                                             timezone.utc))
-    if action in ACTIONS:
-        query = query.where(AuditEntry.action == action)
-    rows = db.session.scalars(query.limit(MAX_ROWS)).all()
-    errors = [e for e in (start_err, end_err) if e]
-    filters = {"from": start.isoformat() if start else "", "to": end.isoformat() if end else "",
-               "action": action if action in ACTIONS else ""}
-    return rows, filters, errors
+def _filters():
+    """The filter form read from the query string, and the query it selects (newest
+    first). A filter with an error is left out; the form shows the error by the field."""
+    form = AuditFilterForm(request.args)
+    form.validate()
+    query = select(AuditEntry)
+    if form.start.data and not form.start.errors:
+        query = query.where(AuditEntry.at >= datetime.combine(form.start.data, time.min,
+                                                              timezone.utc))
+    if form.end.data and not form.end.errors:
+        query = query.where(AuditEntry.at < datetime.combine(form.end.data + timedelta(days=1),
+                                                             time.min, timezone.utc))
+    if form.action.data and not form.action.errors:
+        query = query.where(AuditEntry.action == form.action.data)
+    if form.user.data:
+        query = query.where(AuditEntry.user_email == form.user.data)
+    return form, query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+
+
+def _links(form) -> dict:
+    """The filters in use, as query parameters for the CSV and page links."""
+    fields = {"from": form.start, "to": form.end, "action": form.action, "user": form.user}
+    return {name: request.args[name].strip() for name, field in fields.items()
+            if request.args.get(name, "").strip() and not field.errors}
 
 
 @bp.get("")
 @permission_required("audit")
 def trail():
-    rows, filters, errors = _filtered()
-    return render_template("audit/trail.html", rows=rows, filters=filters, errors=errors,
-                           actions=ACTIONS, max_rows=MAX_ROWS, status=checkout_status,
-                           now=clock().now())
+    form, query = _filters()
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    pages = max(1, ceil(total / PAGE_SIZE))
+    page = min(form.page.data or 1, pages) if not form.page.errors else 1
+    rows = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    names = {p.id: p.name for p in gateway().known_plans() or ()}
+    return render_template("audit/trail.html", rows=rows, form=form, links=_links(form),
+                           page=page, pages=pages, total=total, plan_names=names,
+                           status=checkout_status, now=clock().now())
 
 
 def _stamp(when) -> str:
@@ -63,14 +69,21 @@ def _stamp(when) -> str:
 
 def csv_row(entry: AuditEntry, now) -> tuple:
     return (_stamp(entry.at), entry.user_email, entry.user_role, entry.action,
-            format(entry.amount, "f") if entry.amount is not None else "",
-            entry.plan_from, entry.plan_to, entry.outcome, entry.request_id, entry.detail,
-            checkout_status(entry, now), _stamp(entry.seen_at))
+            format(entry.amount, "f") if entry.amount is not None else "", entry.amount_typed,
+            entry.plan_from, entry.plan_from_name, entry.plan_to, entry.plan_to_name,
+            entry.subject, entry.role_from, entry.role_to, entry.outcome, entry.repeats,
+            entry.request_id, entry.detail, checkout_status(entry, now), _stamp(entry.seen_at))
 
 
 @bp.get("/export.csv")
 @permission_required("audit")
 def export():
-    rows, filters, _ = _filtered()
+    """Every matching row, streamed in batches: never cut short, never all in memory."""
+    _, query = _filters()
     now = clock().now()
-    return csv_download([CSV_COLUMNS] + [csv_row(r, now) for r in rows], "billing-audit")
+
+    def rows():  # run inside the stream, after the request's own session work is done
+        yield CSV_COLUMNS
+        for entry in db.session.scalars(query.execution_options(yield_per=500)):
+            yield csv_row(entry, now)
+    return csv_download(rows(), "billing-audit")

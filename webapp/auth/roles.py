@@ -12,16 +12,16 @@ def permission_required(permission, on_refusal=None):
     """Require a signed-in user whose role grants ``permission``.
 
     Anyone else gets the polite 403 page; ``on_refusal(*args, **kwargs)``
-    runs first (the billing actions use it to record the refusal).
+    runs first (the billing actions use it to record the refusal) and may
+    answer instead (a 429 when the user keeps trying).
     """
     def decorate(view):
         @wraps(view)
         @login_required
         def guarded(*args, **kwargs):
             if not current_user.can(permission):
-                if on_refusal is not None:
-                    on_refusal(*args, **kwargs)
-                return render_error(403)
+                answer = on_refusal(*args, **kwargs) if on_refusal is not None else None
+                return answer or render_error(403)
             return view(*args, **kwargs)
         return guarded
     return decorate

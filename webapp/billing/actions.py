@@ -5,16 +5,21 @@ limit is applied, a ``pending`` audit row keyed by the form's one-time
 token is committed, upstream is called once, the checkout URL is checked
 against the allowlist, the row is settled, and only then is the browser
 sent away. A replayed form finds its earlier row and starts nothing new.
+
+Refused attempts count against the same per-user limit (``refuse``), and
+past it they are folded into one audit row a minute: refusing cannot be
+used to bury the trail.
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from flask import current_app, redirect, session
+from flask import current_app, redirect, session, url_for
 from flask_login import current_user
 
 from ..audit import service as audit
+from ..clock import app_clock as clock
 from ..errors import render_error, render_upstream_error
 from ..gateway import UpstreamFault
 from ..giga import ConnectionFailed, Timeout
@@ -35,6 +40,38 @@ def allowed(url) -> bool:
                                 cfg["CHECKOUT_ALLOWED_ORIGINS"])
 
 
+def _take_attempt() -> tuple[bool, float]:
+    """Spend one of this user's ``ACTIONS_PER_MINUTE`` (shared by every process);
+    returns ``(taken, seconds until one is free)``."""
+    return current_app.extensions["giga_store"].take(
+        f"actions:{current_user.id}", current_app.config["ACTIONS_PER_MINUTE"], 60)
+
+
+def _past_the_limit(wait: float):
+    """Count one more attempt in this minute's summary row and answer 429."""
+    try:
+        audit.count_refusal(int(clock().now().timestamp() // 60))
+    except audit.AuditWriteError:
+        return _not_recorded()
+    return render_error(429, "Too many attempts", "You made several attempts in the last "
+                        "minute. Wait a moment, check your balance, then try again.",
+                        retry_after=int(wait) + 1)
+
+
+def refuse(action, outcome, **fields):
+    """Record a refused attempt, counted against the user's action limit.
+
+    Returns ``None`` once it has its own audit row (the caller then shows its
+    own refusal), or the 429 page when the user is past the limit. Raises
+    ``AuditWriteError`` when the row cannot be written.
+    """
+    taken, wait = _take_attempt()
+    if not taken:
+        return _past_the_limit(wait)
+    audit.record(action, outcome, **fields)
+    return None
+
+
 def start_checkout(action, operation, *, nonce, what, **fields):
     """Run the gateway ``operation(deadline)`` (a top-up or a plan change) for the
     current user and answer with a 303 to checkout or a page that says why not.
@@ -42,20 +79,21 @@ def start_checkout(action, operation, *, nonce, what, **fields):
     ``what`` names the checkout in words ("your $50.00 top-up") for the notice
     this user sees on coming back from it.
     """
-    store = current_app.extensions["giga_store"]
+    try:
+        earlier = audit.find(nonce)
+    except audit.AuditWriteError:
+        return _not_recorded()
+    if earlier is not None:  # a double-click or a replay: not a new attempt
+        return _replayed(earlier)
+    taken, wait = _take_attempt()
+    if not taken:
+        return _past_the_limit(wait)
     try:
         entry, earlier = audit.claim(action, nonce, **fields)
     except audit.AuditWriteError:
         return _not_recorded()
     if earlier is not None:
         return _replayed(earlier)
-
-    taken, wait = store.take(f"actions:{current_user.id}",
-                             current_app.config["ACTIONS_PER_MINUTE"], 60)
-    if not taken:
-        return _settle_or_fail(entry, "refused: too many attempts", render_error(
-            429, "Too many checkouts", "You started several checkouts in the last minute. "
-            "Wait a moment, check your balance, then try again.", retry_after=int(wait) + 1))
 
     try:
         checkout = operation(deadline())
@@ -88,9 +126,20 @@ def start_checkout(action, operation, *, nonce, what, **fields):
                      checkout_url=checkout.checkout_url)
     except audit.AuditWriteError:
         return _not_recorded()
+    if note_return := current_app.extensions.get("checkout_started"):
+        note_return(checkout.checkout_url, _return_url())
     # only a return from a checkout this session started earns a notice and a fresh read
     session[RETURNING_FROM] = {"what": what, "entry": entry.id}
     return redirect(checkout.checkout_url, 303)
+
+
+def _return_url() -> str:
+    """The billing page's address for this checkout: ``PUBLIC_URL`` when set, else as
+    the request that started the checkout saw it."""
+    public = current_app.config["PUBLIC_URL"]
+    if public:
+        return public.rstrip("/") + url_for("billing.dashboard")
+    return url_for("billing.dashboard", _external=True)
 
 
 def _upstream_failed(entry, exc):

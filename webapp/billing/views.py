@@ -13,12 +13,14 @@ from ..history.report import DEFAULT_RANGE, RANGES, page_history
 from ..clock import app_clock as clock
 from ..history.service import mark_cancelled, pending_checkouts
 from . import bp
-from .actions import RETURNING_FROM, start_checkout
+from .actions import RETURNING_FROM, refuse, start_checkout
 from .amount import range_text
 from .forms import ChangePlanForm, TopUpForm
 from .overview import gateway, load_overview
 
 PRESETS = ("25", "50", "100", "500")
+#: how much of a refused amount the audit trail keeps
+TYPED_MAX = 40
 RETURN_NOTICES = {
     "success": ("success", "Thank you. Your payment for {what} is being processed; new credit "
                 "or a new plan can take a moment to appear. The figures below were just read "
@@ -73,8 +75,14 @@ def dashboard():
     return render_dashboard(fresh=notice is not None and outcome == "success", notice=notice)
 
 
+def _typed_amount() -> str:
+    """The amount field as it was typed, trimmed for the audit trail."""
+    return request.form.get("amount", "").strip()[:TYPED_MAX]
+
+
 def _refuse_top_up(*_args, **_kw):
-    audit.record(audit.TOP_UP, "refused: role", detail="role may not top up")
+    return refuse(audit.TOP_UP, "refused: role", amount_typed=_typed_amount(),
+                  detail="role may not top up")
 
 
 @bp.post("/topup")
@@ -83,8 +91,8 @@ def top_up():
     form = TopUpForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        audit.record(audit.TOP_UP, "refused: invalid input", detail=errors[:500])
-        return render_dashboard(form, status=422)
+        return refuse(audit.TOP_UP, "refused: invalid input", amount_typed=_typed_amount(),
+                      detail=errors[:500]) or render_dashboard(form, status=422)
     amount = form.decimal
     return start_checkout(audit.TOP_UP, partial(gateway().top_up, amount),
                           nonce=form.nonce.data, what=f"your {money(amount)} top-up",
@@ -112,14 +120,22 @@ def _plan_change_context(plan_id):
         return None, None, render_error(400, "Contact sales",
                                         f"{target.name} has custom pricing and is not sold "
                                         "through checkout. Contact WithGiga sales to change to "
-                                        "it."), "refused: contact sales"
+                                        "it.", sales_link=True), "refused: contact sales"
     return overview, target, None, None
+
+
+def _plan_names(*plan_ids) -> dict:
+    """``plan_from_name`` / ``plan_to_name`` for the audit trail, from the plans last read."""
+    names = {p.id: p.name for p in gateway().known_plans() or ()}
+    return {f"plan_{end}_name": names.get(pid) for end, pid in zip(("from", "to"), plan_ids)
+            if pid is not None}
 
 
 def _refuse_plan_change(plan_id):
     if request.method == "POST":
-        audit.record(audit.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
-                     detail="role may not change plan")
+        return refuse(audit.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
+                      **_plan_names(None, plan_id), detail="role may not change plan")
+    return None
 
 
 @bp.get("/plans/<plan_id>")
@@ -139,14 +155,18 @@ def confirm_plan(plan_id):
 def change_plan(plan_id):
     form = ChangePlanForm()
     if not form.validate():
-        audit.record(audit.PLAN_CHANGE, "refused: invalid input", plan_to=plan_id[:200],
-                     detail="; ".join(e for errs in form.errors.values() for e in errs)[:500])
-        return render_error(400, "Form not accepted", "This form is missing its one-time "
-                            "token. Go back, reload the page and try again.")
+        errors = "; ".join(e for errs in form.errors.values() for e in errs)
+        return refuse(audit.PLAN_CHANGE, "refused: invalid input", plan_to=plan_id[:200],
+                      **_plan_names(None, plan_id), detail=errors[:500]) or render_error(
+            400, "Form not accepted", "This form is missing its one-time token. Go back, "
+            "reload the page and try again.")
     overview, target, failure, reason = _plan_change_context(plan_id)
     if failure:
-        audit.record(audit.PLAN_CHANGE, reason, plan_to=plan_id[:200])
-        return failure
+        return refuse(audit.PLAN_CHANGE, reason, plan_to=plan_id[:200],
+                      **_plan_names(None, plan_id)) or failure
+    current = overview.current_plan
     return start_checkout(audit.PLAN_CHANGE, partial(gateway().change_plan, target.id),
                           nonce=form.nonce.data, what=f"the change to {target.name}",
-                          plan_from=overview.billing.plan, plan_to=target.id)
+                          plan_from=overview.billing.plan, plan_to=target.id,
+                          plan_from_name=current.name if current else None,
+                          plan_to_name=target.name)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from flask import Flask, Response, abort, redirect, render_template, request
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..formatting import init_formatting
@@ -70,8 +71,6 @@ class Sandbox:
         self.host = host
         self.port = port
         self.limiter = RateLimiter(rate_limit)
-        #: where the checkout page sends the payer back (the dashboard sets it)
-        self.return_url: str | None = None
         #: while True every API call answers 500, as during an outage
         self.outage = False
         #: recent API calls, as (method, path): tests count upstream calls;
@@ -109,6 +108,17 @@ class Sandbox:
         """The checkout page's origin, allowed as a redirect target in sandbox mode only."""
         return self.url
 
+    def note_return(self, checkout_url: str, return_url: str):
+        """Remember where the checkout at ``checkout_url`` sends its payer back.
+
+        The dashboard calls this for each checkout it starts, with its own
+        address as the request that started it saw it (or ``PUBLIC_URL``), so
+        no other request's ``Host`` header decides where anyone else returns.
+        """
+        prefix = f"{self.url}/checkout/"
+        if checkout_url.startswith(prefix):
+            self.state.set_return_url(checkout_url[len(prefix):], return_url)
+
     def api_calls(self, path_prefix="/api/") -> int:
         return sum(1 for _, p in self.calls if p.startswith(path_prefix))
 
@@ -116,6 +126,13 @@ class Sandbox:
 
     def _build_app(self) -> Flask:
         app = Flask("giga_sandbox", template_folder=str(TEMPLATES), static_folder=str(STATIC))
+        # the checkout page's Pay and Cancel forms carry a CSRF token like every form
+        # (the API is called with a bearer key, not a browser's cookie: no token there)
+        app.secret_key = secrets.token_bytes(32)
+        app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+        # cookies ignore ports: a name of its own keeps the dashboard's session intact
+        app.config["SESSION_COOKIE_NAME"] = "giga_sandbox_checkout"
+        csrf = CSRFProtect(app)
         init_formatting(app)  # money reads the same on the checkout page as on the dashboard
         sandbox = self
 
@@ -214,14 +231,15 @@ class Sandbox:
             plan = plan_by_id(session.get("planId")) if session["kind"] == "subscribe" else None
             return render_template("sandbox/checkout.html", session=session, plan=plan,
                                    amount=Decimal(session.get("amount", "0")),
-                                   checkout_id=checkout_id, return_url=sandbox.return_url)
+                                   checkout_id=checkout_id, return_url=session.get("returnUrl"))
 
         @app.post("/checkout/<checkout_id>/<any(pay, cancel):choice>")
         def settle(checkout_id, choice):
+            csrf.protect()
             session = sandbox.state.settle(checkout_id, pay=choice == "pay") or abort(404)
             outcome = "success" if session["status"] == "paid" else "cancel"
-            if sandbox.return_url:
-                return redirect(f"{sandbox.return_url}?checkout={outcome}", 303)
+            if session.get("returnUrl"):
+                return redirect(f"{session['returnUrl']}?checkout={outcome}", 303)
             return render_template("sandbox/checkout.html", session=session, plan=None,
                                    amount=Decimal(session.get("amount", "0")),
                                    checkout_id=checkout_id, return_url=None)

@@ -108,6 +108,12 @@ class SandboxState:
                     del a["checkouts"][old]
         return checkout_id
 
+    def set_return_url(self, checkout_id, url: str):
+        """Where this checkout sends its payer back: the dashboard that started it."""
+        with self.edit() as a:
+            if checkout_id in a["checkouts"]:
+                a["checkouts"][checkout_id]["returnUrl"] = url
+
     def checkout(self, checkout_id) -> dict | None:
         with self.edit() as a:
             return a["checkouts"].get(checkout_id)

@@ -2,6 +2,7 @@
 import click
 from flask.cli import AppGroup
 
+from ..audit.service import COMMAND_LINE
 from ..models import ROLES
 from . import service
 
@@ -16,11 +17,11 @@ def _fail(exc):
 @click.argument("email")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="viewer, finance or admin")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="prompted for when omitted")
+              help="prompted for when omitted; at least 12 characters, not a common one")
 def create(email, role, password):
     """Add a user who can sign in with EMAIL."""
     try:
-        user = service.create_user(email, role, password)
+        user = service.create_user(email, role, password, actor=COMMAND_LINE)
     except service.UserError as exc:
         _fail(exc)
     click.echo(f"Created {user.email} ({user.role}).")
@@ -43,7 +44,7 @@ def list_():
 def set_role(email, role):
     """Give EMAIL a new ROLE (it applies on their next request)."""
     try:
-        user = service.set_role(email, role)
+        user = service.set_role(email, role, actor=COMMAND_LINE)
     except service.UserError as exc:
         _fail(exc)
     click.echo(f"{user.email} is now {user.role}.")
@@ -54,7 +55,7 @@ def set_role(email, role):
 def delete(email):
     """Remove EMAIL and sign them out everywhere."""
     try:
-        service.delete_user(email)
+        service.delete_user(email, actor=COMMAND_LINE)
     except service.UserError as exc:
         _fail(exc)
     click.echo(f"Deleted {email.strip().lower()}.")

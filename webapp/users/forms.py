@@ -1,17 +1,24 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectChoice, SelectField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, SubmitField
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..models import ROLES
+from .service import password_problem
 
 ROLE_CHOICES = [SelectChoice(r, r.capitalize()) for r in ROLES]
 
 
+def _password_rule(form, field):
+    """The same rule as ``flask users create``: see ``service.password_problem``."""
+    if problem := password_problem(field.data):
+        raise ValidationError(problem)
+
+
 class NewUserForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Enter an email."), Length(max=254)])
+    email = EmailField("Email", validators=[DataRequired("Enter an email."), Length(max=254)],
+                       render_kw={"autocomplete": "off"})
     role = SelectField("Role", choices=ROLE_CHOICES)
-    password = PasswordField("Password", validators=[DataRequired("Enter a password."),
-                                                     Length(min=8, max=1000)],
+    password = PasswordField("Password", validators=[_password_rule],
                              render_kw={"autocomplete": "new-password"})
     submit = SubmitField("Add user")
 
@@ -22,4 +29,6 @@ class RoleForm(FlaskForm):
 
 
 class DeleteForm(FlaskForm):
+    #: the email the admin saw on the confirmation page: a post for another user fails
+    confirm = HiddenField()
     submit = SubmitField("Remove")

@@ -1,10 +1,14 @@
-"""Creating, changing and removing users; shared by the admin page and the CLI."""
+"""Creating, changing and removing users; shared by the admin page and the CLI,
+so both keep the same password rule, the same last-admin guard and the same
+audit entries."""
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, select, update
+from zxcvbn import zxcvbn
 
+from ..audit import service as audit
 from ..extensions import db
 from ..models import ROLES, User, UserSession
 
@@ -13,7 +17,11 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 DEMO_USERS = (("admin@demo.test", "admin"), ("finance@demo.test", "finance"),
               ("viewer@demo.test", "viewer"))
 DEMO_PASSWORD = "demo"
-MIN_PASSWORD = 8
+#: OWASP ASVS 2.1.1
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1000
+#: zxcvbn's score (0-4) a password must reach: 3 is "safely unguessable"
+MIN_PASSWORD_SCORE = 3
 
 
 class UserError(ValueError):
@@ -34,6 +42,23 @@ def check_role(role: str) -> str:
     return role
 
 
+def password_problem(password: str | None) -> str | None:
+    """Why ``password`` is not acceptable, in words for the person choosing it, or None."""
+    password = password or ""
+    if not password.strip():
+        return "The password cannot be blank."
+    if len(password) < MIN_PASSWORD:
+        return f"The password must have at least {MIN_PASSWORD} characters."
+    if len(password) > MAX_PASSWORD:
+        return f"The password must have at most {MAX_PASSWORD} characters."
+    # zxcvbn's cost grows with length; the first 100 characters tell enough
+    verdict = zxcvbn(password[:100])
+    if verdict["score"] < MIN_PASSWORD_SCORE:
+        why = verdict["feedback"]["warning"] or "It is too easy to guess."
+        return f"This password is too common or easy to guess. {why}".strip()
+    return None
+
+
 def find(email: str) -> User:
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
@@ -41,35 +66,82 @@ def find(email: str) -> User:
     return user
 
 
-def create_user(email, role, password, *, is_demo=False) -> User:
-    """Add a user. Raises ``UserError`` for a bad email or role, a short password, a duplicate."""
+def create_user(email, role, password, *, actor=None, is_demo=False) -> User:
+    """Add a user, on the audit trail as done by ``actor`` (``(email, role)``; the
+    signed-in user when None). Raises ``UserError`` for a bad email or role, a
+    password that breaks the rule, a duplicate. Only the sandbox's demo accounts
+    (``is_demo``, made in sandbox mode only) skip the password rule."""
     email = normalise_email(email)
     check_role(role)
-    if not is_demo and len(password or "") < MIN_PASSWORD:
-        raise UserError(f"The password must have at least {MIN_PASSWORD} characters.")
+    if not is_demo and (problem := password_problem(password)):
+        raise UserError(problem)
     if db.session.scalar(select(User).where(User.email == email)) is not None:
         raise UserError(f"A user with email {email} already exists.")
     user = User(email=email, role=role, is_demo=is_demo)
     user.set_password(password)
     db.session.add(user)
+    if not is_demo:
+        audit.stage(audit.USER_ADDED, "done", actor=actor, subject=email, role_to=role)
     db.session.commit()
     return user
 
 
-def set_role(email, role) -> User:
-    """Change a user's role; it applies on their next request. Raises ``UserError``."""
+def _others_admins():
+    """How many admins there are besides the user being changed, as part of the
+    statement that changes them (``id`` is bound by the caller)."""
+    return (select(func.count()).select_from(User)
+            .where(User.role == "admin", User.id != bindparam("changed_id")).scalar_subquery())
+
+
+def _change_keeping_an_admin(user: User, statement, what: str):
+    """Run ``statement`` (an UPDATE or DELETE of ``user``) unless it would leave no
+    admin. Raises ``UserError`` then.
+
+    The check is part of the statement itself, so it is atomic on SQLite; on
+    PostgreSQL the admin rows are locked first, so two admins demoting each
+    other at once cannot both pass.
+    """
+    if user.role == "admin":
+        db.session.scalars(select(User.id).where(User.role == "admin").with_for_update()).all()
+        statement = statement.where(_others_admins() >= 1)
+    if db.session.execute(statement, {"changed_id": user.id}).rowcount != 1:
+        db.session.rollback()
+        raise UserError(f"{user.email} is the last admin and cannot be {what}: make another "
+                        "user an admin first.")
+
+
+def set_role(email, role, *, actor=None) -> User:
+    """Change a user's role; it applies on their next request. Raises ``UserError``
+    (the last admin is never demoted)."""
     user = find(email)
-    user.role = check_role(role)
+    check_role(role)
+    before = user.role
+    if role == before:
+        return user
+    _change_keeping_an_admin(user, update(User).where(User.id == user.id).values(role=role)
+                             .execution_options(synchronize_session=False), "demoted")
+    audit.stage(audit.ROLE_CHANGED, "done", actor=actor, subject=user.email,
+                role_from=before, role_to=role)
     db.session.commit()
+    db.session.refresh(user)
     return user
 
 
-def delete_user(email):
-    """Remove a user and end their sessions. Raises ``UserError``."""
+def delete_user(email, *, actor=None):
+    """Remove a user and end their sessions. Raises ``UserError`` (the last admin is
+    never removed)."""
     user = find(email)
-    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
-    db.session.delete(user)
+    email, role, user_id = user.email, user.role, user.id
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user_id))
+    _change_keeping_an_admin(user, delete(User).where(User.id == user_id)
+                             .execution_options(synchronize_session=False), "removed")
+    audit.stage(audit.USER_REMOVED, "done", actor=actor, subject=email, role_from=role)
     db.session.commit()
+    db.session.expunge(user)
+
+
+def admin_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(User).where(User.role == "admin"))
 
 
 def list_users() -> list[User]:

@@ -1,4 +1,4 @@
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..auth.roles import permission_required
@@ -12,7 +12,7 @@ def _page(form=None, status=200):
     users = service.list_users()
     role_forms = {u.id: RoleForm(formdata=None, role=u.role, prefix=f"u{u.id}") for u in users}
     return render_template("users/list.html", users=users, form=form or NewUserForm(),
-                           role_forms=role_forms, delete_form=DeleteForm(formdata=None)), status
+                           role_forms=role_forms), status
 
 
 @bp.get("")
@@ -52,18 +52,44 @@ def change_role(user_id):
     user = _other_user(user_id)
     form = RoleForm(prefix=f"u{user_id}")
     if user is not None and form.validate():
-        service.set_role(user.email, form.role.data)
-        flash(f"{user.email} is now {form.role.data}.", "success")
+        before = user.role
+        try:
+            service.set_role(user.email, form.role.data)
+        except service.UserError as exc:
+            flash(str(exc), "error")
+        else:
+            if before != form.role.data:
+                flash(f"{user.email} is now {form.role.data} (was {before}).", "success")
     elif user is not None:
         flash("Choose a valid role.", "error")
     return redirect(url_for("users.index"))
+
+
+@bp.get("/<int:user_id>/delete")
+@permission_required("users")
+def confirm_remove(user_id):
+    """Removing someone is not undone by a click: say who, and what it does, first."""
+    user = _other_user(user_id)
+    if user is None:
+        return redirect(url_for("users.index"))
+    form = DeleteForm(formdata=None, confirm=user.email)
+    return render_template("users/remove.html", user=user, form=form,
+                           last_admin=user.role == "admin" and service.admin_count() <= 1)
 
 
 @bp.post("/<int:user_id>/delete")
 @permission_required("users")
 def remove(user_id):
     user = _other_user(user_id)
-    if user is not None and DeleteForm().validate():
+    form = DeleteForm()
+    if user is None:
+        return redirect(url_for("users.index"))
+    if not form.validate() or form.confirm.data != user.email:
+        abort(400)
+    try:
         service.delete_user(user.email)
+    except service.UserError as exc:
+        flash(str(exc), "error")
+    else:
         flash(f"Removed {user.email}.", "success")
     return redirect(url_for("users.index"))

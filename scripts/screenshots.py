@@ -22,7 +22,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 def main():
     tmp = Path(tempfile.mkdtemp())
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp)})
+    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp), "GIGA_SANDBOX": "1"})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
@@ -35,6 +35,9 @@ def main():
              ("confirm-plan-change", "admin", {"viewport": {"width": 1280, "height": 800}},
               "/billing/plans/pro"),
              ("dashboard-viewer", "viewer", {"viewport": {"width": 1280, "height": 900}}, "/billing"),
+             ("audit-trail", "admin", {"viewport": {"width": 1280, "height": 900}}, "/audit"),
+             ("remove-user", "admin", {"viewport": {"width": 1280, "height": 700}},
+              "/users/3/delete"),
              ("usage-30-days", "finance", {"viewport": {"width": 1280, "height": 900}},
               "/billing?range=30#usage"),
              ("usage-phone-dark", "finance", {"viewport": {"width": 375, "height": 812},

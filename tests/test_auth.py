@@ -98,7 +98,7 @@ def _age_sessions(tmp_path, sandbox, setting, value, **shift):
 
 
 def test_idle_session_expires(tmp_path, sandbox):
-    client = _age_sessions(tmp_path, sandbox, "SESSION_IDLE_MINUTES", "5", idle={"minutes": 6})
+    client = _age_sessions(tmp_path, sandbox, "SESSION_IDLE_MINUTES", "5", idle={"minutes": 7})
     assert client.get("/billing").status_code == 302
 
 
@@ -130,3 +130,57 @@ def test_deleted_user_is_signed_out(client, auth, app):
         from webapp.users.service import delete_user
         delete_user("viewer@demo.test")
     assert client.get("/billing").status_code == 302
+
+
+def test_a_user_active_every_40_seconds_stays_signed_in_with_a_one_minute_limit(tmp_path,
+                                                                                sandbox):
+    """last_seen_at is written only every so often; the idle check allows for that."""
+    from webapp.clock import FrozenClock
+    from .conftest import AuthActions, make_app
+    clock = FrozenClock()
+    app = make_app(tmp_path, SANDBOX=sandbox, CLOCK=clock, SESSION_IDLE_MINUTES="1")
+    client = app.test_client()
+    AuthActions(client).login("viewer")
+    for _ in range(6):  # four minutes of a request every 40 seconds
+        clock.advance(40)
+        assert client.get("/billing").status_code == 200
+    clock.advance(61 + 30)  # idle past the limit (and its write allowance): signed out
+    assert client.get("/billing").status_code == 302
+
+
+def _sign_in(client, email, password, address):
+    return client.post("/signin", data={"email": email, "password": password},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def test_failures_elsewhere_never_lock_the_owner_out(client):
+    """Five wrong passwords from one address refuse that address for that account only."""
+    for _ in range(6):
+        _sign_in(client, "finance@demo.test", "bad", "10.0.0.66")
+    assert _sign_in(client, "finance@demo.test", "demo", "10.0.0.66").status_code == 429
+    owner = _sign_in(client.application.test_client(), "finance@demo.test", "demo", "10.0.0.7")
+    assert owner.status_code == 302
+
+
+def test_an_account_under_attack_slows_failures_down_not_its_owner(client):
+    import time
+    for i in range(5):  # spread over addresses, so no address limit is reached
+        _sign_in(client, "finance@demo.test", "bad", f"10.1.0.{i}")
+    timings = []
+    for i in range(3):
+        started = time.monotonic()
+        resp = _sign_in(client, "finance@demo.test", "bad", f"10.2.0.{i}")
+        timings.append(time.monotonic() - started)
+        assert resp.status_code == 401
+    assert timings[0] >= 0.25 and timings[1] >= 0.5 and timings[2] >= 1.0
+    started = time.monotonic()
+    assert _sign_in(client, "finance@demo.test", "demo", "10.3.0.1").status_code == 302
+    assert time.monotonic() - started < timings[2]  # the right password does not wait
+
+
+def test_a_forwarded_header_without_trust_proxy_is_warned_about_once(client, caplog):
+    import logging
+    caplog.set_level(logging.WARNING)
+    for _ in range(3):
+        client.get("/signin", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert caplog.text.count("TRUST_PROXY is 0") == 1

@@ -112,7 +112,7 @@ def test_disallowed_checkout_host_is_refused_logged_and_recorded(fault_server, f
     assert "Location" not in resp.headers
     assert any("refused checkout redirect" in r.message for r in caplog.records)
     with fault_app.app_context():
-        entry = AuditEntry.query.one()
+        entry = AuditEntry.query.filter_by(action="top-up").one()
         assert entry.outcome == "refused: checkout host not allowed"
 
 
@@ -210,7 +210,7 @@ def test_timeout_on_post_is_status_unknown_and_not_retried(fault_server, fault_c
     assert resp.status_code == 504 and "Check your balance before trying again" in html
     assert fault_server.count("/api/billing/recharge") == 1
     with fault_app.app_context():
-        assert AuditEntry.query.one().outcome == "status unknown: timeout"
+        assert AuditEntry.query.filter_by(action="top-up").one().outcome == "status unknown: timeout"
 
 
 def test_reset_on_post_is_status_unknown_and_not_retried(fault_server, fault_client):

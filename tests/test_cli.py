@@ -45,7 +45,7 @@ def test_bad_email(runner):
 def test_short_password_and_unknown_user(runner):
     result = runner.invoke(args=["users", "create", "c@example.com", "--role", "viewer",
                                  "--password", "short"])
-    assert result.exit_code == 1 and "at least 8" in result.output
+    assert result.exit_code == 1 and "at least 12" in result.output
     result = runner.invoke(args=["users", "delete", "ghost@example.com"])
     assert result.exit_code == 1 and "No user" in result.output
 

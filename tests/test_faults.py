@@ -8,7 +8,7 @@ import time
 import pytest
 
 from .support.net import closed_port
-from .support.faultserver import Drip, Hang, Reset, Respond, error, healthy
+from .support.faultserver import BILLING, PLANS, Drip, Hang, Reset, Respond, error, healthy
 
 BOUND = 4.5  # seconds: the page deadline (3 s) plus rendering and slack
 
@@ -151,3 +151,61 @@ def test_upstream_error_on_action_shows_request_id_and_message_escaped(fault_ser
     html = resp.get_data(as_text=True)
     assert "rid-field" in html and "&lt;b&gt;amount&lt;/b&gt; bad" in html
     assert "Nothing was sent, so nothing was charged" in html
+
+
+def _billing_with(**fields) -> bytes:
+    import json
+    billing = dict(BILLING["billing"])
+    billing.update(fields)
+    text = json.dumps({"success": True, "data": {"billing": billing}})
+    for key, raw in fields.items():  # numbers exactly as written, not as Python floats
+        if isinstance(raw, RawNumber):
+            text = text.replace(json.dumps(raw), str(raw))
+    return text.encode()
+
+
+class RawNumber(str):
+    """A JSON number written as given (``1e308``, 40 digits, …)."""
+
+
+ODD_BILLING = {
+    "total 1e308": {"totalBalance": RawNumber("1e308")},
+    "total 1e300 with decimals": {"totalBalance": RawNumber("1.00000001e300")},
+    "huge integer": {"prepaidBalance": RawNumber("1" + "0" * 400)},
+    "finer than a cent": {"planCreditsRemaining": RawNumber("74.505")},
+    "period ends at its start": {"currentPeriodEnd": "2024-03-01T00:00:00.000Z"},
+    "period ends before it starts": {"currentPeriodEnd": "2024-02-01T00:00:00.000Z"},
+}
+
+
+@pytest.mark.parametrize("fields", ODD_BILLING.values(), ids=ODD_BILLING.keys())
+@pytest.mark.parametrize("role", ["viewer", "finance", "admin"])
+def test_impossible_figures_are_a_bad_response_never_a_crash(fault_server, fault_app, role,
+                                                              fields):
+    fault_server.handler = lambda m, p, b: (Respond(200, _billing_with(**fields))
+                                            if p == "/api/billing" else healthy(m, p, b))
+    client = fault_app.test_client()
+    client.post("/signin", data={"email": f"{role}@example.com",
+                                 "password": "correct-horse-battery"})
+    resp, html, _ = _get(client)
+    assert resp.status_code == 502 and "sent something unexpected" in html
+    assert "Traceback" not in html
+
+
+def test_an_impossible_plan_price_is_a_bad_response(fault_server, fault_client):
+    import json
+    plans = json.dumps({"success": True, "data": PLANS}).replace('"price": 29', '"price": 1e308')
+    fault_server.handler = lambda m, p, b: (Respond(200, plans) if p == "/api/billing/plans"
+                                            else healthy(m, p, b))
+    resp, html, _ = _get(fault_client)
+    assert resp.status_code == 200  # the balance still shows; the plans say why not
+    assert "Total balance" in html and "impossible &#39;price&#39;" in html
+
+
+def test_impossible_figures_leave_the_last_good_ones_on_the_page(fault_server, fault_client):
+    fault_client.get("/billing")  # a good reading first
+    fault_server.handler = lambda m, p, b: (Respond(200, _billing_with(
+        totalBalance=RawNumber("1e308"))) if p == "/api/billing" else healthy(m, p, b))
+    resp, html, _ = _get(fault_client)
+    assert resp.status_code == 200 and 'id="total-balance">$124.50' in html
+    assert "not answering" in html or "As of" in html

@@ -40,7 +40,12 @@ def test_flows_on_postgresql(pg_app, sandbox):
                                  "--password", "long-enough-pw"])
     assert result.exit_code == 0, result.output
     assert "already exists" in runner.invoke(args=["users", "create", "pg@example.com", "--role",
-                                                   "viewer", "--password", "x" * 9]).output
+                                                   "viewer", "--password", "violet-anchor-meadow-42"]).output
+    # the last-admin guard's locking statement runs on PostgreSQL too
+    demoted = runner.invoke(args=["users", "set-role", "admin@demo.test", "viewer"])
+    assert demoted.exit_code == 1 and "last admin" in demoted.output
+    assert runner.invoke(args=["users", "set-role", "pg@example.com", "admin"]).exit_code == 0
+    assert runner.invoke(args=["users", "set-role", "admin@demo.test", "viewer"]).exit_code == 0
     client = pg_app.test_client()
     auth = AuthActions(client)
     for _ in range(5):
@@ -58,4 +63,4 @@ def test_flows_on_postgresql(pg_app, sandbox):
     assert client.get("/billing").status_code == 302
     with pg_app.app_context():
         from webapp.models import AuditEntry
-        assert AuditEntry.query.one().amount == Decimal("42.10")
+        assert AuditEntry.query.filter_by(action="top-up").one().amount == Decimal("42.10")

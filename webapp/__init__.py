@@ -36,6 +36,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     configure_logging(app)
     register_sandbox(app)
     register_extensions(app)
+    register_static(app)
     register_upstream(app)
     register_security(app)
     register_blueprints(app)
@@ -84,12 +85,23 @@ def register_sandbox(app):
 
 def register_extensions(app):
     from .auth.sessions import init_login
-    from .extensions import csrf, db, migrate
+    from .extensions import compress, csrf, db, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
+    # pages, the CSV downloads and /metrics
+    app.config.setdefault("COMPRESS_MIMETYPES", ["text/html", "text/css", "text/csv",
+                                                 "text/plain", "application/json"])
+    compress.init_app(app)
     init_login(app)
+
+
+def register_static(app):
+    """Static files under content-hashed names with long cache lifetimes (WhiteNoise)."""
+    from .assets import init_assets
+
+    init_assets(app)
 
 
 def register_upstream(app):

@@ -1,4 +1,5 @@
 """The Flask extensions, created unbound and initialised in ``create_app``."""
+from flask_compress import Compress
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -14,3 +15,5 @@ db = SQLAlchemy(model_class=Base)
 csrf = CSRFProtect()
 login_manager = LoginManager()
 migrate = Migrate()
+#: gzip / brotli for pages and CSVs when the browser accepts it
+compress = Compress()

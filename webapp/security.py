@@ -1,11 +1,15 @@
 """Response headers, cookie policy, proxy trust, and the checkout redirect allowlist."""
 from __future__ import annotations
 
+import logging
+import threading
 from urllib.parse import urlsplit
 
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+log = logging.getLogger(__name__)
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -24,6 +28,8 @@ def init_security(app):
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    else:
+        _warn_of_an_untrusted_proxy(app)
     form_targets = " ".join(["'self'"] + [f"https://{h}" for h in app.config[
         "CHECKOUT_ALLOWED_HOSTS"]] + list(app.config["CHECKOUT_ALLOWED_ORIGINS"]))
     csp = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -43,6 +49,22 @@ def init_security(app):
         if request.endpoint != "static":
             resp.headers["Cache-Control"] = "no-store"
         return resp
+
+
+def _warn_of_an_untrusted_proxy(app):
+    """Behind a reverse proxy with ``TRUST_PROXY=0`` every request seems to come from the
+    proxy, so sign-in throttling by address would treat all users as one: say so in the
+    log, once per process."""
+    warned = threading.Event()
+
+    @app.before_request
+    def forwarded_but_not_trusted():
+        if not warned.is_set() and "X-Forwarded-For" in request.headers:
+            warned.set()
+            log.warning("Requests carry X-Forwarded-For but TRUST_PROXY is 0: behind a reverse "
+                        "proxy every user seems to come from the proxy's address, and sign-in "
+                        "throttling by address treats them all as one. Set TRUST_PROXY to the "
+                        "number of proxies in front of the dashboard.")
 
 
 def checkout_url_allowed(url, hosts, origins=()) -> bool:

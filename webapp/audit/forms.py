@@ -20,6 +20,10 @@ class DayField(DateField):
         except ValueError:
             raise ValueError(f"“{valuelist[0][:20]}” is not a date; use YYYY-MM-DD.") from None
 
+    def _value(self):
+        # a date input may only hold a date: what was typed is quoted in the error instead
+        return self.data.isoformat() if self.data else ""
+
 
 def _sane(form, field):
     if field.data is not None and not EARLIEST <= field.data <= LATEST:

@@ -13,11 +13,17 @@ from flask import current_app, session
 from flask_login import UserMixin, login_user, logout_user
 from sqlalchemy import bindparam, delete, select, update
 
+from ..clock import app_clock
 from ..extensions import db, login_manager
-from ..models import User, UserSession, role_can, utcnow
+from ..models import User, UserSession, role_can
 
-#: a session's last_seen_at is written at most this often
+#: a session's last_seen_at is written at most this often (less with a short idle limit)
 TOUCH_EVERY = timedelta(seconds=60)
+
+
+def touch_interval(idle: timedelta) -> timedelta:
+    """How often last_seen_at is written: a minute, or half the idle limit if that is less."""
+    return min(TOUCH_EVERY, idle / 2)
 
 
 def init_login(app):
@@ -76,14 +82,18 @@ def load_user(session_id):
         return None
     sid, created_at, last_seen_at, user_id, email, role = row
     created_at, last_seen_at = _aware(created_at), _aware(last_seen_at)
-    now = utcnow()
+    now = app_clock().now()
     cfg = current_app.config
-    if now - last_seen_at > timedelta(minutes=cfg["SESSION_IDLE_MINUTES"]) or \
+    idle = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
+    touch = touch_interval(idle)
+    # last_seen_at may lag the last request by up to ``touch`` (it is written only that
+    # often), so the limit allows for it: nobody active within the limit is signed out
+    if now - last_seen_at > idle + touch or \
             now - created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]):
         db.session.execute(delete(UserSession).where(UserSession.id == sid))
         db.session.commit()
         return None
-    if now - last_seen_at > TOUCH_EVERY:
+    if now - last_seen_at > touch:
         db.session.execute(update(UserSession).where(UserSession.id == sid)
                            .values(last_seen_at=now))
         db.session.commit()
@@ -97,7 +107,8 @@ def _aware(when):
 def start_session(user: User):
     """Sign ``user`` in with a brand-new session (old cookie contents are dropped)."""
     session.clear()
-    record = UserSession(user_id=user.id)
+    now = app_clock().now()
+    record = UserSession(user_id=user.id, created_at=now, last_seen_at=now)
     db.session.add(record)
     db.session.commit()
     login_user(SignedInUser(user.id, user.email, user.role, record.id))

@@ -3,6 +3,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..clock import app_clock
 from ..extensions import db
 from ..models import User
 from ..security import is_safe_next
@@ -34,13 +35,15 @@ def signin():
         else:
             user = db.session.scalar(select(User).where(User.email == email))
             if user is not None and user.check_password(form.password.data):
-                throttle.clear_failures(email)
+                throttle.clear_failures(email, address)
                 start_session(user)
                 current_app.logger.info("sign-in: %s (%s)", user.email, user.role)
                 return redirect(target if is_safe_next(target) else url_for("billing.dashboard"))
             if user is None:
                 # same work as a real check, so timing does not reveal who has an account
                 check_password_hash(DUMMY_HASH, form.password.data)
+            # an account under attack answers failures slowly, never refuses its owner
+            app_clock().sleep(throttle.slowdown_seconds(email))
             throttle.record_failure(email, address)
             form.form_errors.append(GENERIC_FAILURE)
             status = 401

@@ -346,14 +346,30 @@ def _unwrap(status, headers, raw):
 
 # -- typed results --------------------------------------------------------------
 
-def _money(obj, key, rid) -> Decimal:
+#: no account holds a billion credits: a figure beyond is a fault, not money
+MAX_FIGURE = Decimal(10) ** 9
+CENT = Decimal("0.01")
+
+
+def _number(obj, key, rid, *, cents: bool) -> Decimal:
+    """A finite number within ``MAX_FIGURE`` (and, with ``cents``, whole cents), checked
+    here at parse time so that no page meets a figure it cannot format. Raises
+    ``BadResponse``."""
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise BadResponse(f"The billing service sent no usable '{key}'.", request_id=rid)
     value = Decimal(value)
-    if not value.is_finite():
-        raise BadResponse(f"The billing service sent no usable '{key}'.", request_id=rid)
+    if not value.is_finite() or abs(value) > MAX_FIGURE:
+        raise BadResponse(f"The billing service sent an impossible '{key}'.", request_id=rid)
+    if cents and value != value.quantize(CENT):
+        raise BadResponse(f"The billing service sent a '{key}' finer than a cent.",
+                          request_id=rid)
     return value
+
+
+def _money(obj, key, rid) -> Decimal:
+    """An amount of credits (one credit is one dollar): whole cents. Raises ``BadResponse``."""
+    return _number(obj, key, rid, cents=True)
 
 
 def _when(obj, key, rid) -> datetime:
@@ -376,11 +392,11 @@ def _text(obj, key, rid) -> str:
     return value
 
 
-def _amount_or_word(obj, key, rid) -> Decimal | str:
+def _amount_or_word(obj, key, rid, *, cents=False) -> Decimal | str:
     value = obj.get(key)
     if isinstance(value, str) and value.strip() and len(value) <= 40:
         return value.strip().lower()
-    return _money(obj, key, rid)
+    return _number(obj, key, rid, cents=cents)
 
 
 def parse_billing(data, rid=None) -> Billing:
@@ -416,10 +432,10 @@ def parse_plans(data, rid=None) -> list[Plan]:
         out.append(Plan(
             id=_text(item, "id", rid),
             name=_text(item, "name", rid),
-            monthly_credits=_amount_or_word(item, "monthlyCredits", rid),
+            monthly_credits=_amount_or_word(item, "monthlyCredits", rid, cents=True),
             concurrent_agents=_amount_or_word(item, "concurrentAgents", rid),
             max_duration_hours=_amount_or_word(item, "maxDurationHours", rid),
-            price=_amount_or_word(item, "price", rid),
+            price=_amount_or_word(item, "price", rid, cents=True),
         ))
     return out
 

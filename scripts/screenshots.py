@@ -35,7 +35,6 @@ def main():
              ("confirm-plan-change", "admin", {"viewport": {"width": 1280, "height": 800}},
               "/billing/plans/pro"),
              ("dashboard-viewer", "viewer", {"viewport": {"width": 1280, "height": 900}}, "/billing"),
-             ("audit-trail", "admin", {"viewport": {"width": 1280, "height": 900}}, "/audit"),
              ("remove-user", "admin", {"viewport": {"width": 1280, "height": 700}},
               "/users/3/delete"),
              ("usage-30-days", "finance", {"viewport": {"width": 1280, "height": 900}},
@@ -66,6 +65,13 @@ def main():
         page.wait_for_url("**/checkout/**")
         page.screenshot(path=str(DOCS / "sandbox-checkout.png"), full_page=True)
         print("wrote", DOCS / "sandbox-checkout.png")
+        # a refused amount, then the trail that records both
+        page.go_back()
+        page.get_by_label("Amount (USD)").fill("12.345")
+        page.get_by_role("button", name="Continue to checkout").click()
+        page.goto(base + "/audit")
+        page.screenshot(path=str(DOCS / "audit-trail.png"), full_page=True)
+        print("wrote", DOCS / "audit-trail.png")
         browser.close()
     server.shutdown()
 

@@ -118,3 +118,16 @@ def test_api_key_never_reaches_pages_or_logs(tmp_path, fault_server, caplog):
 def test_debug_is_off_by_default(tmp_path, sandbox):
     from .conftest import make_app
     assert make_app(tmp_path, SANDBOX=sandbox).debug is False
+
+
+def test_the_flask_command_without_a_key_or_sandbox_says_so_plainly(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = {k: v for k, v in os.environ.items() if k not in ("GIGA_API_KEY", "GIGA_SANDBOX")}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "webapp", "run",
+                             "--port", "0"], cwd=Path(__file__).resolve().parents[1], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "GIGA_API_KEY" in result.stderr and "GIGA_SANDBOX=1" in result.stderr

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+import click
 from flask import Flask, redirect, url_for
 
 from .settings import ConfigError, load_settings
@@ -27,9 +28,15 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the app from the environment plus ``overrides`` (tests pass a dict).
 
-    Raises ``ConfigError`` when a setting is missing or malformed.
+    Raises ``ConfigError`` when a setting is missing or malformed (under the
+    ``flask`` command, a plain "Error: ..." and exit status 1 instead of a traceback).
     """
-    settings = load_settings(overrides=overrides)
+    try:
+        settings = load_settings(overrides=overrides)
+    except ConfigError as exc:
+        if click.get_current_context(silent=True) is not None:
+            raise click.ClickException(str(exc)) from None
+        raise
     app = Flask(__name__, template_folder="../templates", static_folder="../static",
                 instance_path=settings["INSTANCE_PATH"])
     app.config.update(settings)

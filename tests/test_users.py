@@ -52,8 +52,12 @@ def test_user_changes_are_on_the_audit_trail(client, auth, runner, app):
     auth.login("admin")
     client.post("/users", data={"email": "pat@example.com", "role": "viewer", "password": STRONG})
     pat = _user(app, "pat@example.com").id
-    client.post(f"/users/{pat}/role", data={f"u{pat}-role": "finance"})
-    client.post(f"/users/{pat}/delete", data={"confirm": "pat@example.com"})
+    changed = client.post(f"/users/{pat}/role", data={f"u{pat}-role": "finance"},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "pat@example.com is now finance (was viewer)." in changed
+    removed = client.post(f"/users/{pat}/delete", data={"confirm": "pat@example.com"},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "Removed pat@example.com." in removed
     runner.invoke(args=["users", "set-role", "viewer@demo.test", "finance"])
     assert _audit(app, "user added") == [("admin@demo.test", "admin", "pat@example.com", None,
                                           "viewer", "done")]
@@ -78,11 +82,13 @@ def test_removing_a_user_asks_first(client, auth, app):
     assert f'href="/users/{viewer}/delete"' in listing  # a link to a question, not a button
     question = client.get(f"/users/{viewer}/delete").get_data(as_text=True)
     assert "Remove viewer@demo.test?" in question and "signed out everywhere" in question
-    assert client.post(f"/users/{viewer}/delete").status_code == 400  # no confirmation
-    assert client.post(f"/users/{viewer}/delete",
-                       data={"confirm": "finance@demo.test"}).status_code == 400
+    for data in ({}, {"confirm": "finance@demo.test"}):  # unconfirmed, or for someone else
+        resp = client.post(f"/users/{viewer}/delete", data=data)
+        assert resp.status_code == 303 and resp.location == f"/users/{viewer}/delete"
     assert _user(app, "viewer@demo.test") is not None
-    client.post(f"/users/{viewer}/delete", data={"confirm": "viewer@demo.test"})
+    done = client.post(f"/users/{viewer}/delete", data={"confirm": "viewer@demo.test"},
+                       follow_redirects=True)
+    assert done.status_code == 200 and "Removed viewer@demo.test." in done.get_data(as_text=True)
     assert _user(app, "viewer@demo.test") is None
 
 

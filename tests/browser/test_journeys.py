@@ -173,3 +173,22 @@ def test_finance_reads_the_chart_pays_and_reconciles(page, live, tmp_path):
         text = (tmp_path / download.suggested_filename)
         download.save_as(text)
         assert text.read_text().count("\n") > 10
+
+
+def test_admin_adds_a_user_then_removes_them_after_a_question(page, live):
+    sign_in(page, live, "admin")
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("Email").fill("temp@example.com")
+    page.get_by_label("Password").fill("password1234")
+    page.get_by_role("button", name="Add user").click()
+    expect(page.locator(".field-error")).to_contain_text("too common or easy to guess")
+    page.get_by_label("Password").fill("violet-anchor-meadow-42")
+    page.get_by_role("button", name="Add user").click()
+    expect(page.get_by_role("status").filter(has_text="Added temp@example.com")).to_be_visible()
+    page.get_by_role("link", name="Remove temp@example.com").click()
+    expect(page.get_by_role("heading", name="Remove temp@example.com?")).to_be_visible()
+    page.get_by_role("button", name="Remove temp@example.com").click()
+    expect(page.get_by_role("status").filter(has_text="Removed temp@example.com")).to_be_visible()
+    page.get_by_role("link", name="Audit trail").click()
+    expect(page.get_by_role("row").filter(has_text="User removed")).to_contain_text(
+        "temp@example.com")

@@ -137,7 +137,6 @@ def delete_user(email, *, actor=None):
                              .execution_options(synchronize_session=False), "removed")
     audit.stage(audit.USER_REMOVED, "done", actor=actor, subject=email, role_from=role)
     db.session.commit()
-    db.session.expunge(user)
 
 
 def admin_count() -> int:

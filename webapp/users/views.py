@@ -1,4 +1,4 @@
-from flask import abort, flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..auth.roles import permission_required
@@ -85,11 +85,14 @@ def remove(user_id):
     if user is None:
         return redirect(url_for("users.index"))
     if not form.validate() or form.confirm.data != user.email:
-        abort(400)
+        # not confirmed on the question page (or for someone else): ask there
+        flash(f"Confirm that you want to remove {user.email}.", "info")
+        return redirect(url_for("users.confirm_remove", user_id=user.id), 303)
+    email = user.email  # the row is gone after the delete
     try:
-        service.delete_user(user.email)
+        service.delete_user(email)
     except service.UserError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Removed {user.email}.", "success")
+        flash(f"Removed {email}.", "success")
     return redirect(url_for("users.index"))

@@ -90,9 +90,11 @@ def _wait_for(base):
 def _signed_in(base, i) -> requests.Session:
     session = requests.Session()
     # as a browser does: a GET whose kept-alive connection the server had just
-    # closed (gunicorn's keep-alive is 2 s) is sent again on a new one
+    # closed (gunicorn's keep-alive is 2 s) is sent again on a new one. urllib3
+    # counts that "remote end closed connection without response" as a read
+    # error, and retries reads only of idempotent methods, so a POST never is
     session.mount("http://", HTTPAdapter(max_retries=Retry(
-        total=1, connect=0, read=0, status=0, other=1, respect_retry_after_header=False,
+        total=1, connect=0, read=1, status=0, other=1, respect_retry_after_header=False,
         raise_on_status=False)))
     page = session.get(base + "/signin").text
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)

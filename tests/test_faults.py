@@ -38,6 +38,7 @@ def test_429_page_says_when_to_try_again(fault_server, fault_client):
     calls = fault_server.count()
     resp, html, _ = _get(fault_client)
     assert fault_server.count() == calls and "Try again in" in html
+    assert "rid-429" in html  # the pause quotes the 429 that started it
 
 
 def test_refused_connection_page(fault_app, tmp_path):

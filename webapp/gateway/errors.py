@@ -2,8 +2,9 @@
 
 These are not ``GigaError``: nothing was sent, the billing service said
 nothing. They carry the same fields an error page reads (``message``,
-``retry_after``; no status, code or request ID), and ``never_sent`` is
-always true, so callers can say "nothing was charged".
+``retry_after``; no status or code, and a request ID only for a cool-down,
+from the 429 that started it), and ``never_sent`` is always true, so
+callers can say "nothing was charged".
 """
 from __future__ import annotations
 
@@ -33,9 +34,18 @@ class Declined(Exception):
 
 
 class CoolingDown(Declined):
-    """The billing service answered 429 recently; nobody calls until its Retry-After."""
+    """The billing service answered 429 recently; nobody calls until its Retry-After.
+
+    Carries the request ID of that 429, so every page during the pause can
+    quote the answer that started it.
+    """
 
     reason = "cooling down"
+
+    def __init__(self, message: str, *, retry_after: int | None = None,
+                 request_id: str | None = None):
+        super().__init__(message, retry_after=retry_after)
+        self.request_id = request_id
 
 
 class BreakerOpen(Declined):

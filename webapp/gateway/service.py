@@ -48,6 +48,10 @@ def _outcome(exc) -> str:
     return "server_error"
 
 
+#: the cool-down's value when the 429 that started it gave no request ID
+NO_REQUEST_ID = "-"
+
+
 def _seconds(value: float) -> int:
     return max(1, math.ceil(value))
 
@@ -287,7 +291,9 @@ class BillingGateway:
             except RateLimited as exc:
                 self._count("calls:rate_limited")
                 wait = exc.retry_after if exc.retry_after is not None else 30
-                self.store.set(self._ns + "cooldown", "1", ttl=max(1, wait))
+                # the value is the 429's request ID, quoted by every page during the pause
+                self.store.set(self._ns + "cooldown", exc.request_id or NO_REQUEST_ID,
+                               ttl=max(1, wait))
                 raise
             except GigaError as exc:
                 self._count("calls:" + _outcome(exc))
@@ -316,8 +322,11 @@ class BillingGateway:
         ns = self._ns
         left = self.store.remaining(ns + "cooldown")
         if left is not None:
+            started_by = self.store.get(ns + "cooldown")
             raise CoolingDown("The billing service asked the dashboard to slow down.",
-                              retry_after=_seconds(left))
+                              retry_after=_seconds(left),
+                              request_id=None if started_by in (None, NO_REQUEST_ID)
+                              else started_by[:100])
         left = self.store.remaining(ns + "breaker_open")
         if left is not None:
             raise BreakerOpen("The billing service failed repeatedly; the dashboard is giving "

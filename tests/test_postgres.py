@@ -68,29 +68,12 @@ def test_flows_on_postgresql(pg_app, sandbox):
 
 def test_two_admins_demoting_each_other_at_once_leave_one(pg_app):
     """The last-admin guard holds under concurrency: the admin rows are locked first."""
-    import threading
-    from webapp.users.service import UserError, create_user, set_role
+    from webapp.models import User
+    from webapp.users.service import create_user
+    from .support.races import demote_each_other
     with pg_app.app_context():
         create_user("second@example.com", "admin", "violet-anchor-meadow-42")
-    barrier = threading.Barrier(2)
-    outcomes = {}
-
-    def demote(email):
-        with pg_app.app_context():
-            barrier.wait()
-            try:
-                set_role(email, "viewer", actor=("test", "cli"))
-                outcomes[email] = "demoted"
-            except UserError:
-                outcomes[email] = "refused"
-
-    threads = [threading.Thread(target=demote, args=(e,))
-               for e in ("admin@demo.test", "second@example.com")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert sorted(outcomes.values()) == ["demoted", "refused"]
+    assert demote_each_other(pg_app, "admin@demo.test", "second@example.com") == \
+        ["demoted", "refused"]
     with pg_app.app_context():
-        from webapp.models import User
         assert User.query.filter_by(role="admin").count() == 1

@@ -108,28 +108,10 @@ def test_the_last_admin_can_be_neither_demoted_nor_removed(client, auth, runner,
 
 def test_two_admins_demoting_each_other_at_once_leave_one(app, runner):
     """The guard is part of the UPDATE itself, so SQLite's one writer at a time keeps it."""
-    import threading
-    from webapp.users.service import UserError, set_role
+    from .support.races import demote_each_other
     runner.invoke(args=["users", "create", "second@example.com", "--role", "admin",
                         "--password", STRONG])
-    barrier = threading.Barrier(2)
-    outcomes = {}
-
-    def demote(email):
-        with app.app_context():
-            barrier.wait()
-            try:
-                set_role(email, "viewer", actor=("test", "cli"))
-                outcomes[email] = "demoted"
-            except UserError:
-                outcomes[email] = "refused"
-
-    threads = [threading.Thread(target=demote, args=(e,))
-               for e in ("admin@demo.test", "second@example.com")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert sorted(outcomes.values()) == ["demoted", "refused"]
+    assert demote_each_other(app, "admin@demo.test", "second@example.com") == \
+        ["demoted", "refused"]
     with app.app_context():
         assert User.query.filter_by(role="admin").count() == 1

@@ -221,3 +221,21 @@ def test_odd_dates_are_a_field_error_not_a_crash(client, auth, app, query):
         assert 'class="field-error"' in html
     assert "$1,234.50" in html  # the bad filter is left out, the rest still shows
     assert client.get(f"/audit/export.csv?{query}").status_code == 200
+
+
+def test_two_processes_on_one_redis_share_the_refusal_limit_and_summary_row(tmp_path, sandbox,
+                                                                             redis_server):
+    from webapp.gateway.redis_store import RedisStore
+    from .conftest import AuthActions, make_app
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    apps = [make_app(tmp_path / str(i), SANDBOX=sandbox, STORE=RedisStore(redis_server.url),
+                     DATABASE_URL=shared) for i in range(2)]
+    clients = [app.test_client() for app in apps]
+    for client in clients:
+        AuthActions(client).login("viewer")
+    codes = [clients[i % 2].post("/billing/topup", data={"amount": "9", "nonce": f"{i:024d}"})
+             .status_code for i in range(20)]
+    assert codes.count(403) == 5 and codes.count(429) == 15  # one limit for both processes
+    with apps[0].app_context():
+        rows = AuditEntry.query.filter_by(user_email="viewer@demo.test").all()
+    assert len(rows) == 6 and [r.repeats for r in rows if r.repeats] == [15]

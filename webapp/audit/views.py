@@ -57,9 +57,9 @@ def trail():
     pages = max(1, ceil(total / PAGE_SIZE))
     page = min(form.page.data or 1, pages) if not form.page.errors else 1
     rows = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    names = {p.id: p.name for p in gateway().known_plans() or ()}
     return render_template("audit/trail.html", rows=rows, form=form, links=_links(form),
-                           page=page, pages=pages, total=total, plan_names=names,
+                           page=page, pages=pages, total=total,
+                           plan_names=gateway().plan_names(),
                            status=checkout_status, now=clock().now())
 
 

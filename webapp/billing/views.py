@@ -126,7 +126,7 @@ def _plan_change_context(plan_id):
 
 def _plan_names(*plan_ids) -> dict:
     """``plan_from_name`` / ``plan_to_name`` for the audit trail, from the plans last read."""
-    names = {p.id: p.name for p in gateway().known_plans() or ()}
+    names = gateway().plan_names()
     return {f"plan_{end}_name": names.get(pid) for end, pid in zip(("from", "to"), plan_ids)
             if pid is not None}
 

@@ -141,6 +141,10 @@ class BillingGateway:
         reading, = self._cached("plans")
         return None if reading is None else reading.value
 
+    def plan_names(self) -> dict[str, str]:
+        """Plan id to name, from the plans last read (never calls upstream); empty if none."""
+        return {plan.id: plan.name for plan in self.known_plans() or ()}
+
     def stats(self) -> dict:
         """The deployment's figures for /metrics, read from the shared store."""
         ns = self._ns

@@ -133,3 +133,23 @@ def redis_server(_redis_server):
     yield _redis_server
     if _redis_server.proc is None:
         _redis_server.start()
+
+
+@pytest.fixture
+def mailbox():
+    """A real SMTP server on loopback that keeps what it is given."""
+    from .support.receivers import MailBox
+
+    box = MailBox()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def receiver():
+    """A real webhook endpoint on loopback that records each POST."""
+    from .support.receivers import WebhookReceiver
+
+    hook = WebhookReceiver()
+    yield hook
+    hook.close()

@@ -16,23 +16,8 @@ from webapp.settings import ConfigError, load_settings
 from webapp.users.service import create_user
 
 from .conftest import AuthActions, make_app
-from .support.receivers import MailBox, WebhookReceiver
 
 SECRET = "whsec-test-secret"
-
-
-@pytest.fixture
-def mailbox():
-    box = MailBox()
-    yield box
-    box.close()
-
-
-@pytest.fixture
-def receiver():
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
 
 
 @pytest.fixture
@@ -289,3 +274,34 @@ def test_a_page_never_waits_for_a_slow_receiver(tmp_path, sandbox, receiver):
     while not receiver.received and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(receiver.received) == 1  # the sender thread delivered it meanwhile
+
+
+def test_without_the_plan_list_the_other_rules_still_run_and_it_is_said_once(
+        tmp_path, fault_server, receiver, caplog):
+    from .support.faultserver import BILLING, error, healthy, ok
+
+    billing = {"billing": {**BILLING["billing"], "planCreditsRemaining": 40.00}}
+    plans_up = {"yes": False}
+
+    def handler(method, path, body):
+        if path == "/api/billing/plans" and not plans_up["yes"]:
+            return error(500, "INTERNAL_ERROR")
+        return ok(billing) if path == "/api/billing" else healthy(method, path, body)
+    fault_server.handler = handler
+    app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_test_fault",
+                   BILLING_CACHE_TTL="0", UPSTREAM_GET_RETRIES="0", BREAKER_THRESHOLD="100",
+                   ALERT_WEBHOOK_URL=receiver.url, ALERT_BALANCE_BELOW="200",
+                   ALERT_POLL_WAIT="5")
+    runner = app.test_cli_runner()
+    with caplog.at_level("WARNING", logger="webapp.alerts.service"):
+        assert runner.invoke(args=["billing", "poll"]).exit_code == 0
+        assert runner.invoke(args=["billing", "poll"]).exit_code == 0
+    titles = [json.loads(body)["title"] for _, body in receiver.received]
+    assert titles == ["Balance below $200.00"]  # 60 % used, but no plan list to tell
+    said = [r for r in caplog.records if "plan list could not be read" in r.getMessage()]
+    assert len(said) == 1
+
+    plans_up["yes"] = True  # the next reading has it: the 50 % rule fires then
+    assert runner.invoke(args=["billing", "poll"]).exit_code == 0
+    titles = [json.loads(body)["title"] for _, body in receiver.received]
+    assert titles == ["Balance below $200.00", "50% of this period's plan credits used"]

@@ -25,6 +25,7 @@ from webapp.users.service import create_user
 
 from .support.faultserver import error, healthy
 from .support.net import closed_port
+from .support.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "scale-out-password-1"
@@ -60,7 +61,7 @@ class Servers:
             self.bases.append(f"http://127.0.0.1:{port}")
         try:
             for base in self.bases:
-                _wait_for(base)
+                wait_for(base)
         except BaseException:
             self.stop()
             raise
@@ -75,16 +76,6 @@ class Servers:
                 proc.kill()
                 proc.wait(5)
         self.log.close()
-
-
-def _wait_for(base):
-    for _ in range(200):
-        try:
-            requests.get(base + "/signin", timeout=5)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.1)
-    raise RuntimeError(f"gunicorn at {base} did not start")
 
 
 def _signed_in(base, i) -> requests.Session:

@@ -18,7 +18,7 @@ from flask import Flask, redirect, url_for
 
 from .settings import ConfigError, load_settings
 
-__all__ = ["create_app", "ConfigError"]
+__all__ = ["create_app", "start_web", "ConfigError"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,34 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_template_helpers(app)
     register_commands(app)
     init_database(app)
+    if _serving_with_flask_run():
+        start_web(app)
     return app
+
+
+def start_web(app: Flask) -> Flask:
+    """What a web process runs besides answering requests: the alert sender, from
+    its start, so a delivery queued by any process (the poller, another server, a
+    retry) goes out within ``ALERT_SEND_EVERY`` whether or not anyone opens a page.
+
+    ``wsgi.py`` calls this for gunicorn; ``create_app`` for ``flask run``. Under
+    any other ``flask`` command (``flask --app wsgi billing poll``…) it does
+    nothing: that command runs what it needs itself.
+    """
+    from .alerts.service import configured, sender
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name != "run":
+        return app
+    if configured(app.config):
+        sender(app)
+    return app
+
+
+def _serving_with_flask_run() -> bool:
+    """Whether this app is being built by ``flask run`` (and not ``flask users``…)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.info_name == "run"
 
 
 def configure_logging(app):

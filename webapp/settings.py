@@ -58,6 +58,8 @@ DEFAULTS = {
     "ALERT_RUNS_OUT_DAYS": None,
     "ALERT_RETRY_SECONDS": "30",
     "ALERT_SEND_EVERY": "5",
+    "ALERT_CLAIM_SECONDS": "90",
+    "ALERT_POLL_WAIT": "20",
     "PUBLIC_URL": None,
     "METRICS_TOKEN": None,
     "SANDBOX_SPEND_PER_HOUR": "0.30",
@@ -192,6 +194,10 @@ def _alert_settings(cfg, raw):
                                   if raw["ALERT_RUNS_OUT_DAYS"] else None)
     cfg["ALERT_RETRY_SECONDS"] = _int("ALERT_RETRY_SECONDS", raw["ALERT_RETRY_SECONDS"], 1)
     cfg["ALERT_SEND_EVERY"] = _int("ALERT_SEND_EVERY", raw["ALERT_SEND_EVERY"], 1)
+    # a delivery is taken over by another process once its claim runs out: each
+    # attempt is given a quarter of it, so a live sender is never overtaken
+    cfg["ALERT_CLAIM_SECONDS"] = _int("ALERT_CLAIM_SECONDS", raw["ALERT_CLAIM_SECONDS"], 4)
+    cfg["ALERT_POLL_WAIT"] = _int("ALERT_POLL_WAIT", raw["ALERT_POLL_WAIT"], 0)
 
 
 def load_settings(environ=None, overrides=None) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import email.policy
 import http.server
+import socket
 import threading
 import time
 
@@ -81,3 +82,36 @@ class WebhookReceiver:
             self._server = None
 
     close = stop
+
+
+class BlackHole:
+    """A webhook address that takes the connection and never answers: a sender
+    writing to it is mid-delivery for as long as it waits."""
+
+    def __init__(self):
+        self.port = closed_port()
+        self.connected = threading.Event()
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", self.port))
+        self._sock.listen(8)
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            self.connected.set()
+
+    def close(self):
+        self._sock.close()
+        for conn in self._held:
+            conn.close()

@@ -70,8 +70,13 @@ def _figures(billing: Billing, **more) -> dict:
 
 
 def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime | None,
-               now: datetime, rules: AlertSettings) -> tuple[list[Crossing], list[str]]:
-    """The crossings true now, and the state keys of rules whose condition is false."""
+               now: datetime, rules: AlertSettings, *, forecast_known: bool = True
+               ) -> tuple[list[Crossing], list[str]]:
+    """The crossings true now, and the state keys of rules whose condition is false.
+
+    With ``forecast_known`` false (no plan list to forecast from) the run-out
+    rule is in neither list: it is left as it is for the next reading.
+    """
     true, false = [], []
     summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
                f"{money(billing.prepaid_balance)}, total {money(billing.total_balance)}; the "
@@ -102,7 +107,7 @@ def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime 
                 _figures(billing, threshold=rules.balance_below)))
         else:
             false.append(key)
-    if rules.runs_out_within_days:
+    if rules.runs_out_within_days and forecast_known:
         key = f"runs-out:{rules.runs_out_within_days}"
         horizon = now + timedelta(days=rules.runs_out_within_days)
         if runs_out_at is not None and runs_out_at <= horizon:

@@ -14,11 +14,12 @@ import threading
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..giga import Billing
+from ..gateway import UpstreamFault
+from ..giga import Billing, Plan
 from ..models import Alert, AlertAttempt, AlertDelivery
 from . import channels
 from .rules import conditions, email_recipients, fire_crossings, settings
@@ -26,7 +27,6 @@ from .rules import conditions, email_recipients, fire_crossings, settings
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
-CLAIM = timedelta(seconds=90)
 BATCH = 20
 
 
@@ -44,8 +44,36 @@ def targets(cfg, rules) -> list[tuple[str, str]]:
     return out
 
 
+def plans_for_rules(app) -> list[Plan] | None:
+    """The plan list the percentage and run-out rules need: from the shared cache, or
+    read through the gateway (budget, breaker and single flight apply), so a reading
+    in a process that never served a page (the poller) can check every rule.
+
+    Returns ``None`` when it cannot be had now; says so in the log once until it can.
+    """
+    gateway = app.extensions["giga_gateway"]
+    plans = gateway.known_plans()
+    if plans is None:
+        clock = app.extensions["clock"]
+        try:
+            plans = gateway.plans(clock.monotonic() + app.config["UPSTREAM_DEADLINE"]).value
+        except UpstreamFault as exc:
+            if not app.extensions.get("alert_plans_missing"):
+                app.extensions["alert_plans_missing"] = True
+                log.warning("the plan list could not be read (%s); the plan-credit and "
+                            "run-out alert rules wait for the next reading", exc)
+            return None
+    if app.extensions.pop("alert_plans_missing", None):
+        log.info("the plan list is back; every alert rule is checked again")
+    return plans
+
+
 def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
-    """Check every rule against a fresh ``billing``; fire what crossed. Never raises."""
+    """Check every rule against a fresh ``billing``; fire what crossed. Never raises.
+
+    Without the plan list (see ``plans_for_rules``) the rules that need it are
+    neither fired nor re-armed; the others still run.
+    """
     cfg = app.config
     if not configured(cfg):
         return []
@@ -53,7 +81,7 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
     from ..history.report import observed_pace
 
     try:
-        plans = app.extensions["giga_gateway"].known_plans()
+        plans = plans_for_rules(app)
         plan = next((p for p in plans or [] if p.id == billing.plan), None)
         monthly = plan.monthly_credits if plan is not None else None
         rules = settings()
@@ -64,7 +92,8 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
             f = forecast(billing, plan, now, observed=pace)
             if f.pace_per_day:
                 runs_out_at = f.balance_runs_out
-        crossed, rearm = conditions(billing, monthly, runs_out_at, now, rules)
+        crossed, rearm = conditions(billing, monthly, runs_out_at, now, rules,
+                                    forecast_known=plans is not None)
         fired = fire_crossings(crossed, rearm, now, targets(cfg, rules))
     except SQLAlchemyError:
         db.session.rollback()
@@ -93,25 +122,33 @@ def send_test(app, now: datetime, who: str) -> Alert:
 
 
 def _deliver(app, delivery: AlertDelivery) -> None:
-    """One attempt. Raises ``channels.DeliveryFailed``."""
+    """One attempt, over well within the claim (so no other process takes the
+    delivery over while this one may still send it). Raises ``channels.DeliveryFailed``."""
     cfg = app.config
     public = cfg["PUBLIC_URL"]
+    timeout = cfg["ALERT_CLAIM_SECONDS"] / 4
     if delivery.channel == "webhook":
         if not cfg["ALERT_WEBHOOK_URL"]:
             raise channels.DeliveryFailed("no webhook is configured any more")
         channels.send_webhook(cfg["ALERT_WEBHOOK_URL"],
                               channels.webhook_body(delivery.alert, public),
-                              cfg["ALERT_WEBHOOK_SECRET"])
+                              cfg["ALERT_WEBHOOK_SECRET"], timeout=min(10.0, timeout))
     else:
         if not cfg["SMTP_URL"]:
             raise channels.DeliveryFailed("no mail server is configured any more")
         channels.send_email(cfg["SMTP_URL"], channels.email_message(
-            delivery.alert, cfg["ALERT_EMAIL_FROM"], delivery.target, public))
+            delivery.alert, cfg["ALERT_EMAIL_FROM"], delivery.target, public),
+            timeout=min(15.0, timeout))
 
 
 def deliver_due(app, now: datetime) -> int:
     """Send every delivery that is due and not taken by another process; returns how
-    many were sent."""
+    many were sent.
+
+    A delivery is claimed for ``ALERT_CLAIM_SECONDS``: one whose claim has run
+    out (its process died mid-send) is due again and taken over here.
+    """
+    claim = timedelta(seconds=app.config["ALERT_CLAIM_SECONDS"])
     due = db.session.scalars(select(AlertDelivery.id).where(
         AlertDelivery.status == "pending", AlertDelivery.next_attempt_at <= now,
         or_(AlertDelivery.claimed_until.is_(None), AlertDelivery.claimed_until < now))
@@ -121,7 +158,7 @@ def deliver_due(app, now: datetime) -> int:
         claimed = db.session.execute(update(AlertDelivery).where(
             AlertDelivery.id == delivery_id, AlertDelivery.status == "pending",
             or_(AlertDelivery.claimed_until.is_(None), AlertDelivery.claimed_until < now))
-            .values(claimed_until=now + CLAIM)).rowcount == 1
+            .values(claimed_until=now + claim)).rowcount == 1
         db.session.commit()
         if not claimed:
             continue
@@ -147,6 +184,32 @@ def deliver_due(app, now: datetime) -> int:
             sent += 1
         db.session.commit()
     return sent
+
+
+def last_alert_id() -> int:
+    """The newest alert's id (0 for none): what fires after it is new."""
+    return db.session.scalar(select(func.max(Alert.id))) or 0
+
+
+def deliver_fired_since(app, after_id: int, wait: float) -> list[AlertDelivery]:
+    """Deliver the alerts fired after alert ``after_id`` (a one-shot poll's), waiting
+    at most ``wait`` seconds for any still due or being sent by another process;
+    returns their deliveries as they stand. A failed one is left to the retries of
+    whichever process runs a sender."""
+    clock = app.extensions["clock"]
+    until = clock.monotonic() + wait
+    while True:
+        deliver_due(app, clock.now())
+        db.session.expire_all()
+        rows = db.session.scalars(select(AlertDelivery).where(AlertDelivery.alert_id > after_id)
+                                  .order_by(AlertDelivery.id)).all()
+        now, left = clock.now(), until - clock.monotonic()
+        waiting = [d for d in rows if d.status == "pending" and (
+            (d.claimed_until is not None and d.claimed_until > now)
+            or d.next_attempt_at <= now + timedelta(seconds=max(0.0, left)))]
+        if not waiting or left <= 0:
+            return rows
+        clock.sleep(min(0.2, left))
 
 
 def recent(limit=50) -> list[Alert]:
@@ -191,7 +254,9 @@ _sender_lock = threading.Lock()
 
 
 def sender(app) -> Sender:
-    """The app's sender, started on first use."""
+    """The app's sender, started on first use (a web process starts it at once; see
+    ``webapp.start_web``), so whatever any process queued goes out within
+    ``ALERT_SEND_EVERY`` without waiting for this one to fire something."""
     with _sender_lock:
         found = app.extensions.get("alert_sender")
         if found is None:

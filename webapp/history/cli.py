@@ -9,6 +9,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from ..alerts.service import configured, deliver_fired_since, last_alert_id, sender
 from ..errors import describe_upstream
 from ..gateway import UpstreamFault
 from .service import record
@@ -39,13 +40,37 @@ def _poll_once() -> bool:
     return True
 
 
+def _deliver_what_fired(after_id: int) -> None:
+    """Send the alerts this poll fired before the process exits (a cron job's process
+    does not live on to do it), waiting at most ``ALERT_POLL_WAIT`` seconds, and say
+    how each went."""
+    app = current_app
+    if not configured(app.config):
+        return
+    for d in deliver_fired_since(app, after_id, app.config["ALERT_POLL_WAIT"]):
+        where = f"{d.channel} to {d.target}"
+        if d.status == "sent":
+            click.echo(f"alert sent: {d.alert.title} ({where})")
+        elif d.status == "failed":
+            click.echo(f"alert not sent: {d.alert.title} ({where}): {d.last_error}", err=True)
+        else:
+            why = f": {d.last_error}" if d.last_error else ""
+            click.echo(f"alert not sent yet: {d.alert.title} ({where}){why}; the dashboard's "
+                       "web processes and the next poll keep trying", err=True)
+
+
 @billing_cli.command("poll")
 @click.option("--every", type=click.IntRange(min=10), default=None, metavar="SECONDS",
               help="Keep polling, every SECONDS (at least 10), until stopped.")
 def poll(every):
-    """Read the balance once (or every SECONDS) and record it in the history."""
+    """Read the balance once (or every SECONDS), record it in the history, check the
+    alert rules and send what they fire."""
     if every is None:
-        raise SystemExit(0 if _poll_once() else 1)
+        before = last_alert_id()
+        ok = _poll_once()
+        _deliver_what_fired(before)
+        raise SystemExit(0 if ok else 1)
+    sender(current_app)  # delivers between polls, retries included
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

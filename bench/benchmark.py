@@ -10,8 +10,11 @@ Prints:
      (apt-get install wrk) or, without it, from Python threads;
   4. the warm page's p50 and p99 when 50 viewers each view it once a
      second, on the default single process;
-  5. the billing page over 90 days of readings every 5 minutes.
-Options: --duration S (seconds of viewer load, default 60), --quick.
+  5. the billing page over 90 days of readings every 5 minutes;
+  6. a sign-in flood on one account from 20 addresses: a bystander's page
+     latency meanwhile, and the owner's sign-in from a clean address.
+Options: --duration S (seconds of viewer load, default 60), --quick,
+--only N[,N...] (run only those figures).
 """
 from __future__ import annotations
 
@@ -114,10 +117,15 @@ def serve(app):
     return server, f"http://127.0.0.1:{server.server_port}"
 
 
+def csrf_token(session: requests.Session, base: str) -> str:
+    """The sign-in form's CSRF token, for ``session``."""
+    page = session.get(base + "/signin").text
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
 def signed_in(base) -> requests.Session:
     session = requests.Session()
-    resp = session.get(base + "/signin")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', resp.text).group(1)
+    token = csrf_token(session, base)
     resp = session.post(base + "/signin", data={"email": "viewer@bench.example",
                                                 "password": PASSWORD, "csrf_token": token})
     assert resp.url.endswith("/billing"), resp.status_code
@@ -344,22 +352,86 @@ def history_page(tmp: Path) -> None:
           "(until a new reading arrives)")
 
 
+def signin_flood(tmp: Path, seconds: float, addresses: int = 20, attackers: int = 8) -> None:
+    """Wrong passwords for one account from ``addresses`` client addresses (behind a
+    trusted proxy), ``attackers`` at a time, while a signed-in bystander loads the page."""
+    upstream = Upstream(latency=0.05)
+    db = tmp / "flood.db"
+    app = build_app(upstream, db)
+    with app.app_context():
+        from webapp.users.service import create_user
+        create_user("owner@bench.example", "finance", PASSWORD)
+    proc, base = gunicorn("wsgi:app", app_env(upstream, db, TRUST_PROXY="1"), ROOT)
+    stop = time.monotonic() + seconds
+    answers: dict[int, int] = {}
+    try:
+        bystander = signed_in(base)
+
+        def attacker(n):
+            session = requests.Session()
+            token = csrf_token(session, base)
+            i = n
+            while time.monotonic() < stop:
+                address = f"198.51.100.{i % addresses + 1}"
+                status = session.post(base + "/signin", headers={"X-Forwarded-For": address},
+                                      data={"email": "owner@bench.example", "password": "wrong",
+                                            "csrf_token": token}).status_code
+                answers[status] = answers.get(status, 0) + 1
+                i += attackers
+        threads = [threading.Thread(target=attacker, args=(n,)) for n in range(attackers)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # the account is under attack by now
+        latencies = []
+        while time.monotonic() < stop - 0.5:
+            started = time.perf_counter()
+            assert bystander.get(base + "/billing").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.2)
+        owner = requests.Session()
+        token = csrf_token(owner, base)
+        started = time.perf_counter()
+        resp = owner.post(base + "/signin", headers={"X-Forwarded-For": "203.0.113.7"},
+                          data={"email": "owner@bench.example", "password": PASSWORD,
+                                "csrf_token": token})
+        owner_ms = (time.perf_counter() - started) * 1000
+        assert resp.url.endswith("/billing"), resp.status_code
+        for t in threads:
+            t.join()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    latencies.sort()
+    print(f"6. sign-in flood on one account from {addresses} addresses ({attackers} at a time, "
+          f"{seconds:.0f} s; answers {dict(sorted(answers.items()))}): a bystander's page p50 "
+          f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
+          f"({len(latencies)} views); the owner's sign-in from a clean address {owner_ms:.0f} ms")
+
+
 def main():
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="short runs, rough figures")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="figures to run, e.g. 1,6")
     args = parser.parse_args()
     duration = 10.0 if args.quick else args.duration
+    only = {int(n) for n in args.only.split(",")}
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        latency_ratio(tmp, 10 if args.quick else 30)
-        viewers_per_minute(tmp, duration, "30")
-        viewers_per_minute(tmp, duration, "0")
-        scale_out(tmp, 15 if args.quick else 60)
-        paced_viewers(tmp, 15 if args.quick else 60)
-        history_page(tmp)
+        figures = [
+            (1, lambda: latency_ratio(tmp, 10 if args.quick else 30)),
+            (2, lambda: (viewers_per_minute(tmp, duration, "30"),
+                         viewers_per_minute(tmp, duration, "0"))),
+            (3, lambda: scale_out(tmp, 15 if args.quick else 60)),
+            (4, lambda: paced_viewers(tmp, 15 if args.quick else 60)),
+            (5, lambda: history_page(tmp)),
+            (6, lambda: signin_flood(tmp, 10 if args.quick else 30)),
+        ]
+        for number, run in figures:
+            if number in only:
+                run()
 
 
 if __name__ == "__main__":

@@ -305,3 +305,36 @@ def test_without_the_plan_list_the_other_rules_still_run_and_it_is_said_once(
     assert runner.invoke(args=["billing", "poll"]).exit_code == 0
     titles = [json.loads(body)["title"] for _, body in receiver.received]
     assert titles == ["Balance below $200.00", "50% of this period's plan credits used"]
+
+
+def test_saving_the_rules_is_on_the_audit_trail_who_from_and_to(alert_app):
+    from webapp.models import AuditEntry
+    admin = alert_app.test_client()
+    AuthActions(admin).login("admin")
+    assert admin.post("/alerts", data={"balance_below": "100", "runs_out_within_days": "30",
+                                       "email_roles": ["finance"],
+                                       "extra_emails": "ops@example.com"}).status_code == 303
+    with alert_app.app_context():
+        row = AuditEntry.query.filter_by(action="alert rules saved").one()
+    assert (row.user_email, row.user_role, row.outcome) == ("admin@demo.test", "admin", "done")
+    assert row.detail == ("from: no balance rule; no run-out rule; email finance, admin → to: "
+                          "below $100.00; runs out within 30 days; email finance; "
+                          "also ops@example.com")
+    trail = admin.get("/audit?action=alert+rules+saved").get_data(as_text=True)
+    assert "below $100.00; runs out within 30 days" in trail
+
+
+@pytest.mark.parametrize("addresses, message", [
+    ("ops\x00@example.com", "is not an email address"),
+    ("ops@exam\x1bple.com", "is not an email address"),
+    ("\n".join(f"{'a' * 90}{i}@example.com" for i in range(20)), "more than 2,000 characters"),
+])
+def test_addresses_with_control_characters_or_beyond_the_column_are_refused(
+        alert_app, addresses, message):
+    admin = alert_app.test_client()
+    AuthActions(admin).login("admin")
+    resp = admin.post("/alerts", data={"email_roles": ["finance"], "extra_emails": addresses})
+    assert resp.status_code == 422 and message in resp.get_data(as_text=True)
+    with alert_app.app_context():
+        from webapp.alerts.rules import settings
+        assert settings().extra_emails == ""

@@ -56,8 +56,12 @@ def test_no_checkout_when_the_record_cannot_be_written(client, auth, app, sandbo
         db.session.execute(db.text("DROP TABLE audit_entries"))
         db.session.commit()
     resp = client.post("/billing/topup", data={"amount": "30", "nonce": "f" * 24})
-    assert resp.status_code == 500 and "Location" not in resp.headers
-    assert "could not record" in resp.get_data(as_text=True)
+    # the store is at fault, not the user's request: a 503 that says nothing was sent
+    assert resp.status_code == 503 and "Location" not in resp.headers
+    assert resp.headers["Retry-After"] == "5"
+    text = resp.get_data(as_text=True)
+    assert "could not put this attempt on its audit trail" in text
+    assert "did not send anything to checkout" in text
     assert sandbox.api_calls("/api/billing/recharge") == 0
 
 

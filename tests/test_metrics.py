@@ -1,4 +1,6 @@
 """/metrics: Prometheus text, bearer token only, the whole deployment's figures."""
+import secrets
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -6,7 +8,7 @@ from webapp.gateway.redis_store import RedisStore
 
 from .conftest import AuthActions, make_app
 
-TOKEN = "metrics-token-123456"
+TOKEN = secrets.token_hex(32)
 
 
 def _scrape(client, token=TOKEN):
@@ -56,3 +58,40 @@ def test_with_redis_the_figures_are_the_whole_deployments(tmp_path, sandbox, red
     calls = m[("giga_upstream_calls_total", (("outcome", "ok"),))]
     assert calls == 3  # two billing reads (TTL 0) and one plans read, across both processes
     assert m[("giga_upstream_budget_remaining", ())] == 27
+
+
+@pytest.mark.parametrize("weak", ["x", "metrics-token-123456", "m" * 64, "changeme" * 8])
+def test_a_weak_metrics_token_stops_start_up(tmp_path, sandbox, weak):
+    from webapp import ConfigError
+    with pytest.raises(ConfigError, match="METRICS_TOKEN is too weak"):
+        make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=weak)
+
+
+def test_wrong_tokens_are_limited_per_address(tmp_path, sandbox):
+    client = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN).test_client()
+
+    def scrape(token, address):
+        return client.get("/metrics", headers={"Authorization": f"Bearer {token}"},
+                          environ_base={"REMOTE_ADDR": address})
+    assert [scrape(f"guess{i}", "10.9.0.1").status_code for i in range(10)] == [401] * 10
+    refused = scrape(TOKEN, "10.9.0.1")  # that address is refused for a minute, right or not
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
+    assert scrape(TOKEN, "10.9.0.2").status_code == 200  # everyone else scrapes on
+
+
+def test_with_redis_down_the_deployments_figures_are_left_out_not_reset(
+        tmp_path, sandbox, redis_server):
+    app = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN,
+                   STORE=RedisStore(redis_server.url))
+    client = app.test_client()
+    AuthActions(client).login("viewer")
+    client.get("/billing")
+    m = _scrape(client)
+    assert m[("giga_shared_store_up", ())] == 1
+    assert m[("giga_upstream_calls_total", (("outcome", "ok"),))] == 2
+    redis_server.stop()
+    m = _scrape(client)
+    assert m[("giga_shared_store_up", ())] == 0
+    assert not any(name.startswith(("giga_upstream", "giga_cache", "giga_breaker"))
+                   for name, _ in m)
+    assert m[("giga_balance_usd", (("kind", "total"),))] == 124.5  # from the database still

@@ -57,21 +57,22 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def start_web(app: Flask) -> Flask:
-    """What a web process runs besides answering requests: the alert sender, from
-    its start, so a delivery queued by any process (the poller, another server, a
-    retry) goes out within ``ALERT_SEND_EVERY`` whether or not anyone opens a page.
+    """What a web process runs besides answering requests: the background worker
+    (``webapp.background``), from its start, so a delivery queued by any process
+    (the poller, another server, a retry) goes out within ``ALERT_SEND_EVERY``
+    whether or not anyone opens a page, and checkout settlements kept while the
+    database was busy are written as soon as it is back.
 
     ``wsgi.py`` calls this for gunicorn; ``create_app`` for ``flask run``. Under
     any other ``flask`` command (``flask --app wsgi billing poll``…) it does
     nothing: that command runs what it needs itself.
     """
-    from .alerts.service import configured, sender
+    from .background import worker
 
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.info_name != "run":
         return app
-    if configured(app.config):
-        sender(app)
+    worker(app)
     return app
 
 
@@ -119,8 +120,11 @@ def register_sandbox(app):
 
 def register_extensions(app):
     from .auth.sessions import init_login
+    from .database import engine_options
     from .extensions import compress, csrf, db, migrate
 
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_WAIT_SECONDS"]))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
@@ -147,6 +151,7 @@ def register_upstream(app):
     from .clock import Clock
     from .gateway import BillingGateway, make_store
     from .giga import GigaClient
+    from .audit.outbox import Outbox
     from .readings import reading_arrived
 
     cfg = app.config
@@ -160,6 +165,8 @@ def register_upstream(app):
                         total_timeout=cfg["UPSTREAM_DEADLINE"])
     app.extensions["clock"] = clock
     app.extensions["giga_store"] = store
+    # what upstream said of a checkout, kept here while the database will not take it
+    app.extensions["checkout_outbox"] = Outbox(app.instance_path)
     app.extensions["giga_gateway"] = BillingGateway(
         client, store, clock=clock,
         billing_ttl=cfg["BILLING_CACHE_TTL"],
@@ -226,6 +233,8 @@ def register_commands(app):
 def init_database(app):
     """Bring the schema up to date (Alembic migrations), then seed demo users in
     sandbox mode or remove them otherwise."""
+    from .database import prepare
+    from .extensions import db
     from .users.service import sync_demo_users
 
     url = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -236,6 +245,7 @@ def init_database(app):
     with app.app_context():
         with _one_migrator(sqlite_file):
             _upgrade_schema()
+            prepare(db.engine)
             if app.config.get("SANDBOX_SEED_HISTORY"):
                 _seed_sandbox_history(app)
         seeded = sync_demo_users(app.config["SANDBOX_MODE"])

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import render_template, request
+from flask import current_app, g, render_template, request
+from flask_login import AnonymousUserMixin, current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .database import UNAVAILABLE, mark_busy
+from .extensions import db
 from .gateway import Declined
 from .giga import (AuthenticationError, BadResponse, ConnectionFailed, GigaError,
                    PermissionDenied, RateLimited, ServerError, Timeout)
@@ -31,8 +34,13 @@ MESSAGES = {
 }
 
 
+#: what a page says when the dashboard's own database is busy or away
+STORE_BUSY_TITLE = "The dashboard's own store is busy"
+STORE_BUSY_RETRY_SECONDS = 5
+
+
 def render_error(status, title=None, message=None, *, retry_after=None, error=None,
-                 headers=None, sales_link=False):
+                 headers=None, sales_link=False, balance=None):
     """The one error page: a title, plain words, and upstream details when there are any.
 
     A page that could not be read (a GET that failed upstream or was held
@@ -46,7 +54,7 @@ def render_error(status, title=None, message=None, *, retry_after=None, error=No
                            title=title or TITLES.get(status, "Error"),
                            message=message or MESSAGES.get(status, ""),
                            retry_after=retry_after, error=error, try_again=again,
-                           sales_link=sales_link)
+                           sales_link=sales_link, balance=balance)
     headers = dict(headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
@@ -90,6 +98,27 @@ def render_upstream_error(exc, *, action_note=None):
     return render_error(status, title, message, retry_after=exc.retry_after, error=exc)
 
 
+def render_store_busy(message=None):
+    """The 503 page for a database that is busy or away: plain words, ``Retry-After``,
+    and the balance as last read when the user is known to be allowed to see it.
+    Touches the database no further."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 -- the connection may be gone; the page must go out
+        log.debug("rollback after a database fault failed", exc_info=True)
+    mark_busy(current_app)
+    if "_login_user" not in g:  # not loaded: the page must not ask the database who it is
+        g._login_user = AnonymousUserMixin()
+    balance = None
+    if current_user.is_authenticated and current_user.can("view"):
+        balance = current_app.extensions["giga_gateway"].known_billing()
+    return render_error(
+        503, STORE_BUSY_TITLE, message or
+        "The dashboard's database did not answer in time (it may be busy or restarting), so "
+        "this page cannot be shown in full. Nothing was changed and nothing was sent to "
+        "checkout.", retry_after=STORE_BUSY_RETRY_SECONDS, balance=balance)
+
+
 def init_errorhandlers(app):
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
@@ -108,6 +137,18 @@ def init_errorhandlers(app):
     def upstream_error(exc):
         log.warning("upstream fault: %r", exc)
         return render_upstream_error(exc)
+
+    from .audit.service import AuditWriteError
+
+    @app.errorhandler(AuditWriteError)
+    def not_recorded(exc):  # a refusal could not be put on record: nothing was done
+        return render_store_busy()
+
+    for unavailable in UNAVAILABLE:
+        @app.errorhandler(unavailable)
+        def store_unavailable(exc):
+            log.warning("the database is unavailable: %s", str(exc).splitlines()[0][:200])
+            return render_store_busy()
 
     @app.errorhandler(Exception)
     def unexpected(exc):

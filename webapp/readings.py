@@ -2,6 +2,12 @@
 history, then the alert rules are checked against it (``on_billing_read``)."""
 from __future__ import annotations
 
+import logging
+
+from .database import busy
+
+log = logging.getLogger(__name__)
+
 
 def reading_arrived(app, reading) -> None:
     """Record ``reading`` and check the alert rules, in one app context of its own
@@ -10,5 +16,8 @@ def reading_arrived(app, reading) -> None:
     from .history.service import record
 
     with app.app_context():
+        if busy(app):  # the next reading is recorded and checked instead
+            log.info("the database is busy: a balance reading is not recorded")
+            return
         record(reading.value, reading.fetched_at, keep_days=app.config["HISTORY_DAYS"])
         evaluate(app, reading.value, reading.fetched_at)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
+from wtforms.validators import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,18 @@ def checkout_url_allowed(url, hosts, origins=()) -> bool:
             and parts.netloc.lower() in (host, f"{host}:443"):
         return True
     return f"{parts.scheme}://{parts.netloc}" in origins
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a NUL or another control character (no column takes a NUL on
+    PostgreSQL, and none belongs in an address or a filter)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+def no_control_characters(form, field):
+    """A WTForms validator: refuse a value with control characters, by the field."""
+    if field.data and has_control_characters(str(field.data)):
+        raise ValidationError("Remove the control characters from this field.")
 
 
 def is_safe_next(target) -> bool:

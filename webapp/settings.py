@@ -48,6 +48,7 @@ DEFAULTS = {
     "BREAKER_COOLDOWN": "30",
     "ACTIONS_PER_MINUTE": "5",
     "DATABASE_URL": None,
+    "DATABASE_WAIT_SECONDS": "3",
     "REDIS_URL": None,
     "HISTORY_DAYS": "400",
     "SMTP_URL": None,
@@ -65,6 +66,7 @@ DEFAULTS = {
     "SANDBOX_SPEND_PER_HOUR": "0.30",
     "SESSION_IDLE_MINUTES": "30",
     "SESSION_MAX_HOURS": "12",
+    "SESSION_MAX_PER_USER": "10",
     "LOGIN_MAX_FAILURES": "5",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
     "LOGIN_FAILURE_WINDOW_MINUTES": "15",
@@ -117,7 +119,7 @@ def _flag(name, raw) -> bool:
 
 
 def _secret_key_problem(secret: str) -> str | None:
-    """Why ``secret`` is no good as a SECRET_KEY, or None.
+    """Why ``secret`` is no good as a SECRET_KEY (or METRICS_TOKEN), or None.
 
     Length alone lets ``aaaa…`` or ``changeme`` × 8 through; zxcvbn spots
     repeats, sequences, keyboard walks and dictionary words at any length.
@@ -126,7 +128,7 @@ def _secret_key_problem(secret: str) -> str | None:
 
     if len(secret) < MIN_SECRET_LENGTH:
         return f"it is {len(secret)} characters; use at least {MIN_SECRET_LENGTH}"
-    if zxcvbn(secret[:100])["guesses_log10"] < MIN_SECRET_GUESSES_LOG10:
+    if zxcvbn(secret[:100], max_length=100)["guesses_log10"] < MIN_SECRET_GUESSES_LOG10:
         return ("it is not random (a repeated pattern, a sequence or words, "
                 "or too few different characters)")
     return None
@@ -184,6 +186,10 @@ def _alert_settings(cfg, raw):
         raise ConfigError(f"SMTP_URL is not usable: {problem}.")
     if cfg["ALERT_WEBHOOK_URL"] and (problem := webhook_url_problem(cfg["ALERT_WEBHOOK_URL"])):
         raise ConfigError(f"ALERT_WEBHOOK_URL is not usable: {problem}.")
+    if cfg["METRICS_TOKEN"] and (problem := _secret_key_problem(cfg["METRICS_TOKEN"])):
+        # whoever has it reads the balances and the deployment's health
+        raise ConfigError(f"METRICS_TOKEN is too weak: {problem}. Generate one with: "
+                          f"{MAKE_A_SECRET}")
     if cfg["PUBLIC_URL"] and urlsplit(cfg["PUBLIC_URL"]).scheme not in ("http", "https"):
         raise ConfigError("PUBLIC_URL must be the dashboard's address, like "
                           "https://billing.example.com.")
@@ -256,7 +262,8 @@ def load_settings(environ=None, overrides=None) -> dict:
                                             raw["SANDBOX_SPEND_PER_HOUR"])
     for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "HISTORY_DAYS", "BREAKER_COOLDOWN",
                  "ACTIONS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
-                 "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE"):
+                 "SESSION_MAX_PER_USER",
+                 "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE", "DATABASE_WAIT_SECONDS"):
         cfg[name] = _int(name, raw[name], minimum=1)
     if cfg["UPSTREAM_RESERVED_FOR_ACTIONS"] >= cfg["UPSTREAM_BUDGET_PER_MINUTE"]:
         raise ConfigError("UPSTREAM_RESERVED_FOR_ACTIONS must be below "

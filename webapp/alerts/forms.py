@@ -8,9 +8,12 @@ from wtforms.validators import NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..billing.amount import AmountError, parse_amount
+from ..security import has_control_characters
 
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
 MAX_EXTRA = 20
+#: the column the addresses are kept in, joined by commas
+MAX_EXTRA_CHARACTERS = 2000
 
 
 class AlertRulesForm(FlaskForm):
@@ -41,12 +44,18 @@ class AlertRulesForm(FlaskForm):
                 raise ValidationError(str(exc)) from None
 
     def validate_extra_emails(self, field):
-        lines = [line.strip() for line in re.split(r"[\n,;]", field.data or "") if line.strip()]
-        bad = [line for line in lines if not EMAIL.fullmatch(line) or len(line) > 254]
+        lines = [line.strip() for line in re.split(r"[\r\n,;]", field.data or "")
+                 if line.strip()]
+        bad = [line for line in lines if not EMAIL.fullmatch(line) or len(line) > 254
+               or has_control_characters(line)]
         if bad:
-            raise ValidationError(f"“{bad[0][:60]}” is not an email address.")
+            shown = "".join(c if c.isprintable() else "?" for c in bad[0][:60])
+            raise ValidationError(f"“{shown}” is not an email address.")
         if len(lines) > MAX_EXTRA:
             raise ValidationError(f"At most {MAX_EXTRA} extra addresses.")
+        if len(",".join(lines)) > MAX_EXTRA_CHARACTERS:
+            raise ValidationError(f"These addresses come to more than {MAX_EXTRA_CHARACTERS:,} "
+                                  "characters; use fewer or shorter ones (a mailing list).")
         self.addresses = lines
 
 

@@ -22,6 +22,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..database import UNAVAILABLE, mark_busy
 from ..extensions import db
 from ..formatting import day, money
 from ..giga import Billing
@@ -44,20 +45,45 @@ class Crossing:
 
 
 def settings() -> AlertSettings:
-    """The one settings row (created with the defaults on first use)."""
+    """The one settings row (created with the defaults on first use; while the database
+    will not take it, the defaults unsaved, so reading the rules never needs a write)."""
     row = db.session.get(AlertSettings, 1)
     if row is None:  # first use: the rules the environment seeds
-        cfg = current_app.config
-        row = AlertSettings(id=1, email_roles="finance,admin", extra_emails="",
-                            balance_below=cfg["ALERT_BALANCE_BELOW"],
-                            runs_out_within_days=cfg["ALERT_RUNS_OUT_DAYS"])
-        db.session.add(row)
+        db.session.add(_seeded())
         try:
             db.session.commit()
         except IntegrityError:  # another process made it first
             db.session.rollback()
-            row = db.session.get(AlertSettings, 1)
+        except UNAVAILABLE:
+            db.session.rollback()
+            mark_busy(current_app)
+            return _seeded()  # not in the session: saving the rules adds it
+        row = db.session.get(AlertSettings, 1)
     return row
+
+
+def _seeded() -> AlertSettings:
+    cfg = current_app.config
+    return AlertSettings(id=1, email_roles="finance,admin", extra_emails="",
+                         balance_below=cfg["ALERT_BALANCE_BELOW"],
+                         runs_out_within_days=cfg["ALERT_RUNS_OUT_DAYS"])
+
+
+def describe(rules: AlertSettings) -> str:
+    """The rules in a few words, for the audit trail: ``below $100.00; runs out within 30
+    days; email finance, admin; also a@x.com`` (extra addresses counted when many)."""
+    extra = [e for e in (rules.extra_emails or "").split(",") if e]
+    also = ", ".join(extra)
+    if len(also) > 120:
+        also = f"{len(extra)} addresses"
+    parts = [f"below {money(rules.balance_below)}" if rules.balance_below is not None
+             else "no balance rule",
+             f"runs out within {rules.runs_out_within_days} days"
+             if rules.runs_out_within_days else "no run-out rule",
+             "email " + (rules.email_roles.replace(",", ", ") if rules.email_roles else "no role")]
+    if also:
+        parts.append(f"also {also}")
+    return "; ".join(parts)
 
 
 def _figures(billing: Billing, **more) -> dict:

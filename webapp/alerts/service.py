@@ -1,22 +1,24 @@
 """Checking the rules on each fresh reading, and delivering what fired.
 
 Evaluation only writes rows (an alert and one delivery per channel target),
-so no page waits for a mail server or a webhook. A sender thread in each
-process delivers what is due: a delivery is claimed with one conditional
-UPDATE, so two processes never send the same one; a failure is recorded and
-tried again with backoff; a success is never sent again.
+so no page waits for a mail server or a webhook. Each process's background
+worker (``webapp.background``) delivers what is due: a delivery is claimed
+with one conditional UPDATE, so two processes never send the same one; a
+failure is recorded and tried again with backoff; a success is never sent
+again.
 """
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..background import worker
+from ..database import mark_busy, unavailable
 from ..extensions import db
 from ..gateway import UpstreamFault
 from ..giga import Billing, Plan
@@ -95,12 +97,17 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
         crossed, rearm = conditions(billing, monthly, runs_out_at, now, rules,
                                     forecast_known=plans is not None)
         fired = fire_crossings(crossed, rearm, now, targets(cfg, rules))
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         db.session.rollback()
-        log.exception("alert rules could not be checked")
+        if unavailable(exc):
+            mark_busy(app)
+            log.warning("alert rules could not be checked: the database is busy; the next "
+                        "reading checks them")
+        else:
+            log.exception("alert rules could not be checked")
         return []
     if fired:
-        sender(app).wake()
+        worker(app).wake()
     return fired
 
 
@@ -117,7 +124,7 @@ def send_test(app, now: datetime, who: str) -> Alert:
         db.session.add(AlertDelivery(alert_id=alert.id, channel=channel, target=target,
                                      next_attempt_at=now))
     db.session.commit()
-    sender(app).wake()
+    worker(app).wake()
     return alert
 
 
@@ -195,7 +202,7 @@ def deliver_fired_since(app, after_id: int, wait: float) -> list[AlertDelivery]:
     """Deliver the alerts fired after alert ``after_id`` (a one-shot poll's), waiting
     at most ``wait`` seconds for any still due or being sent by another process;
     returns their deliveries as they stand. A failed one is left to the retries of
-    whichever process runs a sender."""
+    whichever process runs a background worker."""
     clock = app.extensions["clock"]
     until = clock.monotonic() + wait
     while True:
@@ -223,42 +230,3 @@ def deliveries_of(alert_ids) -> dict[int, list[AlertDelivery]]:
             AlertDelivery.alert_id.in_(alert_ids)).order_by(AlertDelivery.id)):
         out.setdefault(d.alert_id, []).append(d)
     return out
-
-
-class Sender:
-    """The process's delivery thread: wakes when an alert fires, and every few seconds."""
-
-    def __init__(self, app, every: float = 5.0):
-        self.app = app
-        self.every = every
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alert-sender", daemon=True)
-        self._thread.start()
-
-    def wake(self):
-        self._wake.set()
-
-    def _run(self):
-        clock = self.app.extensions["clock"]
-        while True:
-            self._wake.wait(self.every)
-            self._wake.clear()
-            try:
-                with self.app.app_context():
-                    deliver_due(self.app, clock.now())
-            except Exception:  # the thread must outlive a bad moment of the database
-                log.exception("alert sender failed; trying again shortly")
-
-
-_sender_lock = threading.Lock()
-
-
-def sender(app) -> Sender:
-    """The app's sender, started on first use (a web process starts it at once; see
-    ``webapp.start_web``), so whatever any process queued goes out within
-    ``ALERT_SEND_EVERY`` without waiting for this one to fire something."""
-    with _sender_lock:
-        found = app.extensions.get("alert_sender")
-        if found is None:
-            found = app.extensions["alert_sender"] = Sender(app, app.config["ALERT_SEND_EVERY"])
-        return found

@@ -1,13 +1,14 @@
 from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from ..audit import service as audit
 from ..auth.roles import permission_required
 from ..clock import app_clock
 from ..extensions import db
 from ..errors import render_error
 from . import bp
 from .forms import AlertRulesForm, SendTestForm
-from .rules import settings
+from .rules import describe, settings
 from .service import configured, deliveries_of, recent, send_test, targets
 
 
@@ -39,12 +40,17 @@ def save():
     form = AlertRulesForm()
     if not form.validate():
         return _page(form, 422)
-    rules = settings()
+    rules = db.session.merge(settings())  # the seeded defaults, if never saved yet
+    before = describe(rules)
     rules.balance_below = form.balance
     rules.runs_out_within_days = form.runs_out_within_days.data
     rules.email_roles = ",".join(form.email_roles.data or [])
     rules.extra_emails = ",".join(form.addresses)
     rules.updated_by, rules.updated_at = current_user.email, app_clock().now()
+    after = describe(rules)
+    # on the trail in the same transaction: saved rules and their record land together
+    audit.stage(audit.ALERT_RULES_CHANGED, "done" if after != before else "done, unchanged",
+                subject="alert rules", detail=f"from: {before} → to: {after}")
     db.session.commit()
     flash("Alert rules saved. They are checked on every fresh balance reading.", "success")
     return redirect(url_for("alerts.index"), 303)

@@ -5,6 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, SearchField, SelectChoice, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
+from ..security import has_control_characters
 from .service import ACTIONS
 
 #: dates the trail can hold; anything else is a typo (and 9999-12-31 + 1 day overflows)
@@ -43,6 +44,10 @@ class AuditFilterForm(FlaskForm):
                        filters=[lambda v: (v or "").strip().lower()[:254]],
                        render_kw={"autocomplete": "off"})
     page = IntegerField("Page", validators=[Optional(), NumberRange(min=1, max=10**6)])
+
+    def validate_user(self, field):
+        if field.data and has_control_characters(field.data):
+            raise ValidationError("An email address has no control characters.")
 
     def validate_end(self, field):
         if self.start.data and field.data and field.data < self.start.data:

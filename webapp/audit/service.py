@@ -21,10 +21,19 @@ PLAN_CHANGE = "plan change"
 USER_ADDED = "user added"
 ROLE_CHANGED = "role changed"
 USER_REMOVED = "user removed"
+ALERT_RULES_CHANGED = "alert rules saved"
 #: a summary row: refused attempts past the user's limit within one minute
 REFUSED_ATTEMPTS = "refused attempts"
-ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, REFUSED_ATTEMPTS)
+ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, ALERT_RULES_CHANGED,
+           REFUSED_ATTEMPTS)
 TOO_MANY = "refused: too many attempts"
+#: an attempt whose upstream call may be under way
+PENDING = "pending"
+#: an attempt left pending past ``settlement.pending_limit``: how it ended never reached
+#: the database
+UNSETTLED = "status unknown: not recorded"
+UNSETTLED_DETAIL = ("The dashboard could not record how this attempt ended (its database was "
+                    "busy). A checkout may have been started: check the balance.")
 #: who made a change from the ``flask users`` commands
 COMMAND_LINE = ("(command line)", "cli")
 
@@ -41,6 +50,17 @@ class AuditWriteError(RuntimeError):
     """The audit row could not be written; the action must not go on."""
 
 
+def _fit(fields: dict) -> dict:
+    """``fields`` with every string cut to its column's length, so text from upstream (an
+    error code, a request ID) can never make the row fail to write."""
+    columns = AuditEntry.__table__.columns
+    out = {}
+    for key, value in fields.items():
+        length = getattr(columns[key].type, "length", None) if key in columns else None
+        out[key] = value[:length] if isinstance(value, str) and length else value
+    return out
+
+
 def _who(actor=None):
     """``actor``, else the signed-in user; outside any request (a command, a script)
     the change is the command line's."""
@@ -55,7 +75,7 @@ def stage(action, outcome, *, actor=None, **fields) -> AuditEntry:
     """Add a row to the session, to be committed with the change it records (one
     transaction: the change and its record land together or not at all);
     ``actor`` is ``(email, role)`` when it is not the signed-in user (``COMMAND_LINE``)."""
-    entry = AuditEntry(action=action, outcome=outcome, **_who(actor), **fields)
+    entry = AuditEntry(**_fit({"action": action, "outcome": outcome, **_who(actor), **fields}))
     db.session.add(entry)
     return entry
 
@@ -105,17 +125,20 @@ def find(nonce) -> AuditEntry | None:
         raise AuditWriteError("audit trail could not be read") from exc
 
 
-def claim(action, nonce, **fields) -> tuple[AuditEntry | None, AuditEntry | None]:
+def claim(action, nonce, **fields) -> tuple[int | None, AuditEntry | None]:
     """Open a ``pending`` row for a new attempt keyed by the form's ``nonce``.
 
-    Returns ``(new_entry, None)``, or ``(None, earlier_entry)`` when that
+    Returns ``(new_entry_id, None)``, or ``(None, earlier_entry)`` when that
     form was submitted before. Raises ``AuditWriteError``.
     """
-    entry = AuditEntry(action=action, outcome="pending", nonce=nonce, **_who(), **fields)
+    entry = AuditEntry(**_fit({"action": action, "outcome": PENDING, "nonce": nonce, **_who(),
+                               **fields}))
     db.session.add(entry)
     try:
+        db.session.flush()
+        entry_id = entry.id  # kept: after the call the database may not answer a read
         db.session.commit()
-        return entry, None
+        return entry_id, None
     except IntegrityError:
         db.session.rollback()
         earlier = db.session.scalar(select(AuditEntry).where(AuditEntry.nonce == nonce))
@@ -128,12 +151,35 @@ def claim(action, nonce, **fields) -> tuple[AuditEntry | None, AuditEntry | None
         raise AuditWriteError("audit row could not be written") from exc
 
 
-def settle(entry: AuditEntry, outcome: str, **fields):
-    """Record how the attempt ended. Raises ``AuditWriteError``."""
-    entry.outcome = outcome
-    for key, value in fields.items():
-        setattr(entry, key, value)
-    _commit()
+def settle(entry_id: int, outcome: str, **fields) -> None:
+    """Record how attempt ``entry_id`` ended, if its row still awaits that (``pending``,
+    or marked unsettled meanwhile): one UPDATE, whether now or later from the outbox.
+    Raises ``AuditWriteError``."""
+    try:
+        db.session.execute(update(AuditEntry).where(
+            AuditEntry.id == entry_id, AuditEntry.outcome.in_((PENDING, UNSETTLED)))
+            .values(**_fit({"outcome": outcome, **fields})))
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("audit entry %s could not be settled: %s", entry_id,
+                    str(exc).splitlines()[0][:200])
+        raise AuditWriteError("audit row could not be written") from exc
+
+
+def expire_pending(before) -> int:
+    """Attempts still ``pending`` since before ``before`` become ``UNSETTLED`` (their
+    call is long over; how it ended never reached the database). Returns how many.
+    Raises ``AuditWriteError``."""
+    try:
+        n = db.session.execute(update(AuditEntry).where(
+            AuditEntry.outcome == PENDING, AuditEntry.at < before)
+            .values(outcome=UNSETTLED, detail=UNSETTLED_DETAIL)).rowcount
+        db.session.commit()
+        return n
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise AuditWriteError("pending attempts could not be marked") from exc
 
 
 def _commit():

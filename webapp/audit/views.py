@@ -37,7 +37,7 @@ def _filters():
                                                              time.min, timezone.utc))
     if form.action.data and not form.action.errors:
         query = query.where(AuditEntry.action == form.action.data)
-    if form.user.data:
+    if form.user.data and not form.user.errors:
         query = query.where(AuditEntry.user_email == form.user.data)
     return form, query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
 

@@ -14,6 +14,7 @@ from flask_login import UserMixin, login_user, logout_user
 from sqlalchemy import bindparam, delete, select, update
 
 from ..clock import app_clock
+from ..database import UNAVAILABLE, busy, mark_busy
 from ..extensions import db, login_manager
 from ..models import User, UserSession, role_can
 
@@ -90,14 +91,26 @@ def load_user(session_id):
     # often), so the limit allows for it: nobody active within the limit is signed out
     if now - last_seen_at > idle + touch or \
             now - created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]):
-        db.session.execute(delete(UserSession).where(UserSession.id == sid))
-        db.session.commit()
+        _write_if_possible(delete(UserSession).where(UserSession.id == sid))
         return None
     if now - last_seen_at > touch:
-        db.session.execute(update(UserSession).where(UserSession.id == sid)
+        _write_if_possible(update(UserSession).where(UserSession.id == sid)
                            .values(last_seen_at=now))
-        db.session.commit()
     return SignedInUser(user_id, email, role, sid)
+
+
+def _write_if_possible(statement) -> None:
+    """A write the page can do without (a "last seen" time, an expired record, which the
+    purge removes later anyway): skipped while the database is busy, never fatal."""
+    app = current_app._get_current_object()
+    if busy(app):
+        return
+    try:
+        db.session.execute(statement)
+        db.session.commit()
+    except UNAVAILABLE:
+        db.session.rollback()
+        mark_busy(app)
 
 
 def _aware(when):
@@ -105,14 +118,34 @@ def _aware(when):
 
 
 def start_session(user: User):
-    """Sign ``user`` in with a brand-new session (old cookie contents are dropped)."""
+    """Sign ``user`` in with a brand-new session (old cookie contents are dropped); past
+    ``SESSION_MAX_PER_USER`` live sessions, their oldest are ended."""
     session.clear()
     now = app_clock().now()
     record = UserSession(user_id=user.id, created_at=now, last_seen_at=now)
     db.session.add(record)
+    db.session.flush()
+    keep = select(UserSession.id).where(UserSession.user_id == user.id).order_by(
+        UserSession.created_at.desc(), UserSession.id.desc()).limit(
+        current_app.config["SESSION_MAX_PER_USER"])
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                                 UserSession.id.not_in(keep.scalar_subquery())))
     db.session.commit()
     login_user(SignedInUser(user.id, user.email, user.role, record.id))
     session.permanent = True
+
+
+def purge_expired(now) -> int:
+    """Delete every session record past its idle or absolute lifetime (the background
+    worker runs this on a schedule; a record is otherwise removed only when its own
+    cookie comes back). Returns how many."""
+    cfg = current_app.config
+    idle = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
+    gone = db.session.execute(delete(UserSession).where(
+        (UserSession.last_seen_at < now - idle - touch_interval(idle))
+        | (UserSession.created_at < now - timedelta(hours=cfg["SESSION_MAX_HOURS"])))).rowcount
+    db.session.commit()
+    return gone
 
 
 def end_session(user):

@@ -2,14 +2,21 @@
 
 Failures are counted per client address and per (address, account) pair:
 past either limit that address is refused for a while. An account's
-failures from everywhere never refuse it; they only slow each further
-*failed* attempt down, so its owner, with the right password, from an
-address without recent failures, is let in at once.
+failures from everywhere never refuse it; past ``LOGIN_MAX_FAILURES`` they
+space its attempts out (¼ s after the last failure, doubling, at most 4 s)
+for addresses that have failed recently: such an attempt is answered at
+once with a 429 and ``Retry-After``, never by holding a request thread. Its
+owner, with the right password, from an address without recent failures,
+is let in at once.
+
+An IPv6 client is counted by its /64 network, which one host usually has
+whole: otherwise each of its millions of addresses would be a clean one.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import delete, func, select
@@ -27,39 +34,66 @@ def _window() -> timedelta:
     return timedelta(minutes=current_app.config["LOGIN_FAILURE_WINDOW_MINUTES"])
 
 
+def client_key(address: str | None) -> str:
+    """What failures are counted by: the IPv4 address, an IPv6 address's /64 network,
+    or (not an address: a proxy's header) the text, cut to the column's length."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return (address or "unknown")[:64]
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+
+
 def _failures(*conditions):
-    """``(count, oldest)`` of the failures in the window matching ``conditions``."""
+    """``(count, oldest, newest)`` of the failures in the window matching ``conditions``."""
     since = app_clock().now() - _window()
-    return db.session.execute(select(func.count(), func.min(LoginFailure.at))
-                              .where(LoginFailure.at > since, *conditions)).one()
+    count, oldest, newest = db.session.execute(
+        select(func.count(), func.min(LoginFailure.at), func.max(LoginFailure.at))
+        .where(LoginFailure.at > since, *conditions)).one()
+    return count, _aware(oldest), _aware(newest)
+
+
+def _aware(when):
+    """SQLite hands back aggregates of stored times without their zone: they are UTC."""
+    return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def seconds_blocked(email: str, address: str) -> int:
     """How long sign-in stays refused for ``email`` from ``address`` (0 = not refused):
     too many failures from this address, or for this account from this address."""
     cfg = current_app.config
-    now = app_clock().now()
     waits = []
     for conditions, limit in (
             ((LoginFailure.address == address,), cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
             ((LoginFailure.address == address, LoginFailure.email == email),
              cfg["LOGIN_MAX_FAILURES"])):
-        count, oldest = _failures(*conditions)
+        count, oldest, _ = _failures(*conditions)
         if count >= limit and oldest is not None:
-            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
-            waits.append(math.ceil((oldest + _window() - now).total_seconds()))
+            waits.append(math.ceil((oldest + _window() - app_clock().now()).total_seconds()))
     return max(waits, default=0)
 
 
-def slowdown_seconds(email: str) -> float:
-    """How long a failed attempt on ``email`` waits before its answer: nothing until the
-    account has ``LOGIN_MAX_FAILURES`` failures (from anywhere) in the window, then
-    doubling up to ``MAX_SLOWDOWN_SECONDS``. A right password never waits."""
-    count, _ = _failures(LoginFailure.email == email)
+def seconds_slowed(email: str, address: str) -> int:
+    """How long ``email`` is spaced out for ``address`` (0 = check the password now).
+
+    Nothing until the account has ``LOGIN_MAX_FAILURES`` failures (from anywhere)
+    in the window; then its next attempt from an address that failed recently
+    comes ¼ s after its last failure, doubling up to ``MAX_SLOWDOWN_SECONDS``.
+    An address without recent failures is never spaced out.
+    """
+    count, _, last = _failures(LoginFailure.email == email)
     over = count - current_app.config["LOGIN_MAX_FAILURES"]
-    if over < 0:
-        return 0.0
-    return min(MAX_SLOWDOWN_SECONDS, FIRST_SLOWDOWN_SECONDS * 2 ** min(over, 10))
+    if over < 0 or last is None:
+        return 0
+    spacing = min(MAX_SLOWDOWN_SECONDS, FIRST_SLOWDOWN_SECONDS * 2 ** min(over, 10))
+    left = (last + timedelta(seconds=spacing) - app_clock().now()).total_seconds()
+    if left <= 0 or not _failures(LoginFailure.address == address)[0]:
+        return 0
+    return math.ceil(left)
 
 
 def record_failure(email: str, address: str):

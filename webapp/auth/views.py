@@ -3,7 +3,6 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..clock import app_clock
 from ..extensions import db
 from ..models import User
 from ..security import is_safe_next
@@ -21,17 +20,24 @@ def signin():
         return redirect(url_for("billing.dashboard"))
     form = SignInForm()
     target = request.values.get("next")
-    status = 200
+    status, retry_after = 200, None
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
-        address = request.remote_addr or "unknown"
+        address = throttle.client_key(request.remote_addr)
         wait = throttle.seconds_blocked(email, address)
+        spaced = 0 if wait else throttle.seconds_slowed(email, address)
         if wait:
             minutes = max(1, (wait + 59) // 60)
             form.form_errors.append(
                 f"Too many failed sign-ins. Try again in {minutes} minute"
                 f"{'s' if minutes != 1 else ''}.")
-            status = 429
+            status, retry_after = 429, wait
+        elif spaced:
+            # an account under attack: answered at once, no thread held, nothing checked
+            form.form_errors.append(
+                f"Too many failed sign-ins for this account. Try again in {spaced} second"
+                f"{'s' if spaced != 1 else ''}.")
+            status, retry_after = 429, spaced
         else:
             user = db.session.scalar(select(User).where(User.email == email))
             if user is not None and user.check_password(form.password.data):
@@ -42,8 +48,6 @@ def signin():
             if user is None:
                 # same work as a real check, so timing does not reveal who has an account
                 check_password_hash(DUMMY_HASH, form.password.data)
-            # an account under attack answers failures slowly, never refuses its owner
-            app_clock().sleep(throttle.slowdown_seconds(email))
             throttle.record_failure(email, address)
             form.form_errors.append(GENERIC_FAILURE)
             status = 401
@@ -51,7 +55,8 @@ def signin():
         status = 400
     return render_template("auth/signin.html", form=form,
                            next=target if is_safe_next(target) else None,
-                           sandbox=current_app.config["SANDBOX_MODE"]), status
+                           sandbox=current_app.config["SANDBOX_MODE"]), status, \
+        {"Retry-After": str(retry_after)} if retry_after else {}
 
 
 @bp.post("/signout")

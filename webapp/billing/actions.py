@@ -6,6 +6,12 @@ token is committed, upstream is called once, the checkout URL is checked
 against the allowlist, the row is settled, and only then is the browser
 sent away. A replayed form finds its earlier row and starts nothing new.
 
+If the database will not take the pending row, nothing is sent (a 503 that
+says so). Once upstream has answered, the user is told the truth whatever
+the database does: if the settling write fails, what upstream said is kept
+in the outbox (``audit.settlement``) and written when the database is back,
+and the user is still sent to the checkout that exists.
+
 Refused attempts count against the same per-user limit (``refuse``), and
 past it they are folded into one audit row a minute: refusing cannot be
 used to bury the trail.
@@ -13,14 +19,14 @@ used to bury the trail.
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import current_app, redirect, session, url_for
 from flask_login import current_user
 
 from ..audit import service as audit
 from ..clock import app_clock as clock
-from ..errors import render_error, render_upstream_error
+from ..audit.settlement import outbox
+from ..errors import render_error, render_store_busy, render_upstream_error
 from ..gateway import UpstreamFault
 from ..giga import ConnectionFailed, Timeout
 from ..security import checkout_url_allowed
@@ -89,7 +95,7 @@ def start_checkout(action, operation, *, nonce, what, **fields):
     if not taken:
         return _past_the_limit(wait)
     try:
-        entry, earlier = audit.claim(action, nonce, **fields)
+        entry_id, earlier = audit.claim(action, nonce, **fields)
     except audit.AuditWriteError:
         return _not_recorded()
     if earlier is not None:
@@ -99,37 +105,34 @@ def start_checkout(action, operation, *, nonce, what, **fields):
         checkout = operation(deadline())
     except (Timeout, ConnectionFailed) as exc:
         if exc.never_sent:
-            return _upstream_failed(entry, exc)
+            return _upstream_failed(entry_id, exc)
         # the request may have been acted on: say so, and never retry it blindly
         how = "timeout" if isinstance(exc, Timeout) else "connection lost"
         log.warning("%s status unknown after %s (user %s)", action, how, current_user.email)
-        return _settle_or_fail(entry, f"status unknown: {how}", render_error(
+        return _settle_or_keep(entry_id, f"status unknown: {how}", render_error(
             504, "Status unknown",
             "The billing service did not answer in full, so we cannot tell whether a checkout "
             "was started. Nothing was retried. Check your balance before trying again.",
             error=exc), request_id=exc.request_id)
     except UpstreamFault as exc:
-        return _upstream_failed(entry, exc)
+        return _upstream_failed(entry_id, exc)
 
     if not allowed(checkout.checkout_url):
         log.error("refused checkout redirect to %r (user %s)", checkout.checkout_url[:200],
                   current_user.email)
-        return _settle_or_fail(entry, "refused: checkout host not allowed", render_error(
+        return _settle_or_keep(entry_id, "refused: checkout host not allowed", render_error(
             502, "Checkout address refused",
             "The billing service sent a checkout address that is not on this dashboard's list "
             "of allowed payment pages, so you were not sent there. Nothing was paid. "
             "Tell your administrator."), request_id=checkout.request_id,
             detail=checkout.checkout_url[:500])
 
-    try:
-        audit.settle(entry, SENT, request_id=checkout.request_id,
-                     checkout_url=checkout.checkout_url)
-    except audit.AuditWriteError:
-        return _not_recorded()
+    _settle_or_keep(entry_id, SENT, request_id=checkout.request_id,
+                    checkout_url=checkout.checkout_url)
     if note_return := current_app.extensions.get("checkout_started"):
         note_return(checkout.checkout_url, _return_url())
     # only a return from a checkout this session started earns a notice and a fresh read
-    session[RETURNING_FROM] = {"what": what, "entry": entry.id}
+    session[RETURNING_FROM] = {"what": what, "entry": entry_id}
     return redirect(checkout.checkout_url, 303)
 
 
@@ -142,43 +145,54 @@ def _return_url() -> str:
     return url_for("billing.dashboard", _external=True)
 
 
-def _upstream_failed(entry, exc):
+def _upstream_failed(entry_id, exc):
     outcome = audit.upstream_outcome(exc)
     note = ("Nothing was sent, so nothing was charged." if exc.never_sent or exc.status
             else "Check your balance before trying again.")
-    return _settle_or_fail(entry, outcome, render_upstream_error(exc, action_note=note),
+    return _settle_or_keep(entry_id, outcome, render_upstream_error(exc, action_note=note),
                            request_id=exc.request_id)
 
 
-def _settle_or_fail(entry, outcome, response, **fields):
-    """Record how the attempt ended, then answer with ``response``; if the record
-    cannot be written, say so instead."""
+def _settle_or_keep(entry_id, outcome, response=None, **fields):
+    """Record how the attempt ended, then answer with ``response``. Upstream has
+    answered by now, so the answer is the truth whatever the database does: when the
+    row cannot be written, how it ended is kept in the outbox until it can be."""
     try:
-        audit.settle(entry, outcome, **fields)
+        audit.settle(entry_id, outcome, **fields)
     except audit.AuditWriteError:
-        return _not_recorded()
+        kept = {"outcome": outcome, **{k: v for k, v in fields.items() if v is not None}}
+        outbox(current_app).keep(entry_id, kept)
+        log.warning("audit entry %s kept in the outbox: %s", entry_id, outcome)
     return response
 
 
 def _not_recorded():
-    return render_error(500, "Not sent to checkout",
-                        "The dashboard could not record this action in the audit trail, so it "
-                        "did not send you to checkout. Nothing was charged. Try again shortly.")
+    """Nothing was sent upstream because the attempt could not be put on record."""
+    return render_store_busy(
+        "The dashboard could not put this attempt on its audit trail (its database is busy "
+        "or restarting), so it did not send anything to checkout. Nothing was charged. "
+        "Try again in a few seconds.")
 
 
 def _replayed(earlier):
     """A form submitted twice: follow the first attempt, never start a second."""
-    waited_until = time.monotonic() + PENDING_WAIT_SECONDS
-    while earlier.outcome == "pending" and time.monotonic() < waited_until:
-        time.sleep(0.1)
+    waited_until = clock().monotonic() + PENDING_WAIT_SECONDS
+    outcome, checkout_url = earlier.outcome, earlier.checkout_url
+    while outcome == audit.PENDING and clock().monotonic() < waited_until:
+        kept = outbox(current_app).find(earlier.id)  # ended while the database was busy?
+        if kept is not None:
+            outcome, checkout_url = kept["outcome"], kept.get("checkout_url")
+            break
+        clock().sleep(0.1)
         earlier = audit.reload(earlier.id)
-    if earlier.user_email == current_user.email and earlier.outcome == SENT \
-            and allowed(earlier.checkout_url):
-        return redirect(earlier.checkout_url, 303)
-    if earlier.outcome == "pending":
+        outcome, checkout_url = earlier.outcome, earlier.checkout_url
+    if earlier.user_email == current_user.email and outcome == SENT \
+            and allowed(checkout_url):
+        return redirect(checkout_url, 303)
+    if outcome == audit.PENDING:
         message = ("This form is already being processed. Check your balance in a minute "
                    "before trying again.")
     else:
-        message = (f"This form was already submitted (outcome: {earlier.outcome}). Nothing new "
+        message = (f"This form was already submitted (outcome: {outcome}). Nothing new "
                    "was started. Reload the billing page to try again.")
     return render_error(409, "Already submitted", message)

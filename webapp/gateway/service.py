@@ -136,6 +136,11 @@ class BillingGateway:
         """
         return self._act(partial(self.client.subscribe, plan_id), deadline)
 
+    def known_billing(self) -> Reading | None:
+        """The balance last read, if it is still kept (however old); never calls upstream."""
+        reading, = self._cached("billing")
+        return reading
+
     def known_plans(self):
         """The plans last read, if any are cached; never calls upstream."""
         reading, = self._cached("plans")
@@ -144,6 +149,10 @@ class BillingGateway:
     def plan_names(self) -> dict[str, str]:
         """Plan id to name, from the plans last read (never calls upstream); empty if none."""
         return {plan.id: plan.name for plan in self.known_plans() or ()}
+
+    def store_reachable(self) -> bool:
+        """Whether the store every process shares answers now (always, in one process)."""
+        return self.store.ping()
 
     def stats(self) -> dict:
         """The deployment's figures for /metrics, read from the shared store."""

@@ -37,6 +37,10 @@ class MemoryStore:
             return None
         return item
 
+    def ping(self) -> bool:
+        """Always True: this store is the process's own memory."""
+        return True
+
     def get(self, key: str) -> str | None:
         """The text stored under ``key``, or ``None`` when absent or expired."""
         with self._lock:

@@ -9,7 +9,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from ..alerts.service import configured, deliver_fired_since, last_alert_id, sender
+from ..alerts.service import configured, deliver_fired_since, last_alert_id
+from ..audit.settlement import settle_kept
+from ..background import worker
 from ..errors import describe_upstream
 from ..gateway import UpstreamFault
 from .service import record
@@ -69,8 +71,10 @@ def poll(every):
         before = last_alert_id()
         ok = _poll_once()
         _deliver_what_fired(before)
+        # a cron-only deployment's checkouts settle here too (see audit.settlement)
+        settle_kept(current_app, current_app.extensions["clock"].now())
         raise SystemExit(0 if ok else 1)
-    sender(current_app)  # delivers between polls, retries included
+    worker(current_app)  # delivers and settles between polls, retries included
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

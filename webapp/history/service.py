@@ -14,10 +14,12 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..audit import service as audit
+from ..database import mark_busy, unavailable
 from ..extensions import db
 from ..giga import Billing
 from ..models import AuditEntry, BalanceSnapshot
@@ -79,17 +81,30 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
             BalanceSnapshot.last_seen_at < seen_at - timedelta(days=keep_days)))
         db.session.commit()
         return row
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         db.session.rollback()
-        log.exception("could not record a balance reading")
+        if unavailable(exc):
+            mark_busy(current_app)
+            log.warning("could not record a balance reading: the database is busy")
+        else:
+            log.exception("could not record a balance reading")
         return None
+
+
+#: outcomes after which a checkout may exist: sent to one, or how it ended is unknown
+STATUS_UNKNOWN = "status unknown"
+
+
+def _may_have_reached_checkout():
+    return or_(AuditEntry.outcome == SENT, AuditEntry.outcome.startswith(STATUS_UNKNOWN))
 
 
 def _waiting(action, before: datetime):
     # a checkout its user cancelled can still turn out paid (the return link is theirs to
-    # follow, and a payment may have gone through): the balance has the last word
+    # follow, and a payment may have gone through), and one whose start was never
+    # confirmed may exist all the same: the balance has the last word
     return db.session.scalars(select(AuditEntry).where(
-        AuditEntry.action == action, AuditEntry.outcome == SENT,
+        AuditEntry.action == action, _may_have_reached_checkout(),
         or_(AuditEntry.seen.is_(None), AuditEntry.seen == CANCELLED),
         AuditEntry.at <= before, AuditEntry.at >= before - SEEN_WITHIN)
         .order_by(AuditEntry.at, AuditEntry.id)).all()
@@ -111,7 +126,10 @@ def reconcile(before: BalanceSnapshot, after: BalanceSnapshot) -> None:
 
 def checkout_status(entry: AuditEntry, now: datetime) -> str | None:
     """What the readings say of a checkout: credited, plan changed, not yet seen, or
-    not seen within 48 hours. ``None`` for attempts that never reached checkout."""
+    not seen within 48 hours. ``None`` for attempts that never reached checkout, and
+    for one whose status is unknown until a reading shows it paid."""
+    if entry.outcome.startswith(STATUS_UNKNOWN):
+        return entry.seen
     if entry.outcome != SENT:
         return None
     if entry.seen:

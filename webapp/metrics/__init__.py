@@ -20,6 +20,9 @@ from ..models import Alert, AlertDelivery
 
 bp = Blueprint("metrics", __name__)
 
+#: wrong tokens one address may send in a minute before it is refused outright
+WRONG_TOKENS_PER_MINUTE = 10
+
 
 class DeploymentCollector:
     """Collects at scrape time; nothing is kept in this process."""
@@ -43,7 +46,27 @@ class DeploymentCollector:
             yield GaugeMetricFamily("giga_balance_read_timestamp_seconds",
                                     "When the balance was last read",
                                     value=snapshot.last_seen_at.timestamp())
-        stats = current_app.extensions["giga_gateway"].stats()
+        gateway = current_app.extensions["giga_gateway"]
+        reachable = gateway.store_reachable()
+        yield GaugeMetricFamily("giga_shared_store_up",
+                                "1 when the store the processes share (Redis) answers; 0 while "
+                                "each works from its own copy (always 1 without REDIS_URL)",
+                                value=1 if reachable else 0)
+        if reachable:  # else this process's own fallback figures would read as a reset
+            yield from self._upstream(gateway.stats())
+        sent = db.session.execute(select(AlertDelivery.channel, func.count()).where(
+            AlertDelivery.status == "sent").group_by(AlertDelivery.channel)).all()
+        delivered = CounterMetricFamily("giga_alert_deliveries_sent",
+                                        "Alert deliveries sent, by channel", labels=["channel"])
+        for channel in ("email", "webhook"):
+            delivered.add_metric([channel], dict(sent).get(channel, 0))
+        yield delivered
+        yield CounterMetricFamily("giga_alerts_fired", "Alerts fired (tests included)",
+                                  value=db.session.scalar(select(func.count(Alert.id))))
+
+    @staticmethod
+    def _upstream(stats):
+        """The deployment's upstream figures, from the shared store."""
         calls = CounterMetricFamily("giga_upstream_calls", "Calls to the billing API by outcome",
                                     labels=["outcome"])
         for outcome, n in stats["calls"].items():
@@ -62,15 +85,6 @@ class DeploymentCollector:
         for state in ("closed", "half-open", "open"):
             breaker.add_metric([state], 1 if stats["breaker"] == state else 0)
         yield breaker
-        sent = db.session.execute(select(AlertDelivery.channel, func.count()).where(
-            AlertDelivery.status == "sent").group_by(AlertDelivery.channel)).all()
-        delivered = CounterMetricFamily("giga_alert_deliveries_sent",
-                                        "Alert deliveries sent, by channel", labels=["channel"])
-        for channel in ("email", "webhook"):
-            delivered.add_metric([channel], dict(sent).get(channel, 0))
-        yield delivered
-        yield CounterMetricFamily("giga_alerts_fired", "Alerts fired (tests included)",
-                                  value=db.session.scalar(select(func.count(Alert.id))))
 
 
 @bp.get("/metrics")
@@ -79,8 +93,14 @@ def metrics():
     token = current_app.config["METRICS_TOKEN"]
     if not token:
         abort(404)
+    # wrong tokens are limited per address, so the token cannot be guessed at leisure
+    store, refused = current_app.extensions["giga_store"], f"metrics-refused:{request.remote_addr}"
+    if store.count(refused, 60) >= WRONG_TOKENS_PER_MINUTE:
+        return Response("Too many wrong tokens from this address; wait a minute.\n", 429,
+                        {"Retry-After": "60"}, mimetype="text/plain")
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        store.take(refused, WRONG_TOKENS_PER_MINUTE, 60)
         return Response("A bearer token is needed.\n", 401,
                         {"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
     registry = CollectorRegistry()

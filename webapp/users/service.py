@@ -10,6 +10,7 @@ from zxcvbn import zxcvbn
 
 from ..audit import service as audit
 from ..extensions import db
+from ..security import has_control_characters
 from ..models import ROLES, User, UserSession
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -31,8 +32,9 @@ class UserError(ValueError):
 def normalise_email(email: str) -> str:
     """The stored form of ``email``. Raises ``UserError`` when it is not an email address."""
     email = (email or "").strip().lower()
-    if len(email) > 254 or not _EMAIL.fullmatch(email):
-        raise UserError(f"“{email[:80]}” is not a valid email address.")
+    if len(email) > 254 or not _EMAIL.fullmatch(email) or has_control_characters(email):
+        shown = "".join(c if c.isprintable() else "?" for c in email[:80])
+        raise UserError(f"“{shown}” is not a valid email address.")
     return email
 
 
@@ -52,7 +54,7 @@ def password_problem(password: str | None) -> str | None:
     if len(password) > MAX_PASSWORD:
         return f"The password must have at most {MAX_PASSWORD} characters."
     # zxcvbn's cost grows with length; the first 100 characters tell enough
-    verdict = zxcvbn(password[:100])
+    verdict = zxcvbn(password[:100], max_length=100)
     if verdict["score"] < MIN_PASSWORD_SCORE:
         why = verdict["feedback"]["warning"] or "It is too easy to guess."
         return f"This password is too common or easy to guess. {why}".strip()

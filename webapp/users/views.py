@@ -7,6 +7,9 @@ from ..models import User
 from . import bp, service
 from .forms import DeleteForm, NewUserForm, RoleForm
 
+#: a user's id in a URL: the column's range (a 32-bit integer), anything else a 404
+ROW_ID = "int(min=1, max=2147483647)"
+
 
 def _page(form=None, status=200):
     users = service.list_users()
@@ -46,7 +49,7 @@ def _other_user(user_id) -> User | None:
     return user
 
 
-@bp.post("/<int:user_id>/role")
+@bp.post(f"/<{ROW_ID}:user_id>/role")
 @permission_required("users")
 def change_role(user_id):
     user = _other_user(user_id)
@@ -65,7 +68,7 @@ def change_role(user_id):
     return redirect(url_for("users.index"))
 
 
-@bp.get("/<int:user_id>/delete")
+@bp.get(f"/<{ROW_ID}:user_id>/delete")
 @permission_required("users")
 def confirm_remove(user_id):
     """Removing someone is not undone by a click: say who, and what it does, first."""
@@ -77,7 +80,7 @@ def confirm_remove(user_id):
                            last_admin=user.role == "admin" and service.admin_count() <= 1)
 
 
-@bp.post("/<int:user_id>/delete")
+@bp.post(f"/<{ROW_ID}:user_id>/delete")
 @permission_required("users")
 def remove(user_id):
     user = _other_user(user_id)

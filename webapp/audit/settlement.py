@@ -1,0 +1,44 @@
+"""Bringing the trail back to the truth after the database had a bad moment.
+
+A checkout attempt's row is claimed (``pending``) before its one upstream
+call and settled after it. When the settling write fails, what upstream
+said is kept in the ``Outbox`` and written here once the database is back;
+a row still ``pending`` well after any call could have ended becomes
+``status unknown: not recorded``, so no row stays pending for good (and the
+reconciliation by observation can still credit it).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from . import service as audit
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+#: a pending row is given at least this long before it is called unsettled
+MIN_PENDING_LIMIT = timedelta(minutes=2)
+
+
+def outbox(app) -> Outbox:
+    """This app's outbox (``instance/unsettled-checkouts.jsonl``)."""
+    return app.extensions["checkout_outbox"]
+
+
+def pending_limit(app) -> timedelta:
+    """How long a row may stay pending: far past the longest upstream call."""
+    return max(MIN_PENDING_LIMIT, timedelta(seconds=4 * app.config["UPSTREAM_DEADLINE"]))
+
+
+def settle_kept(app, now: datetime) -> None:
+    """Write the kept settlements, then mark rows pending past ``pending_limit`` as
+    unsettled. Never raises: with the database still away, the next turn tries again."""
+    try:
+        outbox(app).flush(lambda entry_id, kept: audit.settle(entry_id, **kept))
+        marked = audit.expire_pending(now - pending_limit(app))
+    except audit.AuditWriteError:
+        log.info("the database is still busy: kept settlements wait for the next turn")
+        return
+    if marked:
+        log.warning("%d checkout attempt(s) left pending are now '%s'", marked, audit.UNSETTLED)

@@ -74,7 +74,7 @@ def test_each_crossing_sends_one_email_and_one_webhook(alert_app, viewer, sandbo
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
     assert "$40.00" in text and "https://billing.example.com" in text and "<h1>" in html
-    assert "At the current pace the balance" in text  # the forecast
+    assert "At the current pace ($" in text and "the balance runs out around" in text
     doc = json.loads(receiver.received[0][1])
     assert doc["text"].startswith("WithGiga billing: 50%") and doc["rule"] == "plan credits"
     assert doc["threshold"] == "50" and doc["figures"]["planCreditsRemaining"] == "40.00"
@@ -338,3 +338,31 @@ def test_addresses_with_control_characters_or_beyond_the_column_are_refused(
     with alert_app.app_context():
         from webapp.alerts.rules import settings
         assert settings().extra_emails == ""
+
+
+def test_without_a_mail_server_email_is_shown_off_and_kept(tmp_path, sandbox, receiver):
+    app = make_app(tmp_path, SANDBOX=sandbox, ALERT_WEBHOOK_URL=receiver.url)
+    admin = app.test_client()
+    AuthActions(admin).login("admin")
+    page = admin.get("/alerts").get_data(as_text=True)
+    assert '<fieldset class="field" disabled aria-describedby="email-off">' in page
+    assert "Email is off: no mail server is set" in page
+    resp = admin.post("/alerts", data={"balance_below": "10", "email_roles": ["viewer"],
+                                       "extra_emails": "x@example.com"}, follow_redirects=True)
+    text = resp.get_data(as_text=True)
+    assert "Alert rules saved." in text and "Email is off (no SMTP_URL)" in text
+    with app.app_context():
+        from webapp.alerts.rules import settings
+        rules = settings()
+        assert (rules.email_roles, rules.extra_emails) == ("finance,admin", "")
+        assert rules.balance_below == 10
+
+
+def test_the_test_alert_limit_page_leads_back_to_alerts(alert_app):
+    admin = alert_app.test_client()
+    AuthActions(admin).login("admin")
+    assert admin.post("/alerts/test").status_code == 303
+    refused = admin.post("/alerts/test")
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 429
+    assert 'href="/alerts">Back to Alerts</a>' in html and "Back to billing" not in html

@@ -144,10 +144,32 @@ def test_return_from_checkout_shows_notice_and_fresh_figures(client, auth, sandb
     assert "$50.00" in client.get("/billing").get_data(as_text=True)
     sandbox.state.settle(checkout_id, pay=True)
     html = client.get("/billing?checkout=success").get_data(as_text=True)
-    assert "Your payment for your $40.00 top-up is being processed" in html
+    # the notice says what the figures under it show: the top-up is in them
+    assert "Thank you. Your $40.00 top-up is credited: the figures below include it." in html
+    assert "being processed" not in html
     assert 'id="prepaid-balance">$90.00' in html
     again = client.get("/billing?checkout=success").get_data(as_text=True)
-    assert "being processed" not in again  # once per checkout
+    assert "credited:" not in again  # once per checkout
+
+
+def test_a_payment_not_yet_in_the_balance_is_being_processed(client, auth, sandbox):
+    auth.login("finance")
+    client.get("/billing")
+    client.post("/billing/topup", data={"amount": "40", "nonce": "n" * 24})
+    # back from checkout before the payment reached the balance
+    html = client.get("/billing?checkout=success").get_data(as_text=True)
+    assert "Your payment for your $40.00 top-up is being processed; it is not in the " \
+           "figures below yet" in html
+    assert 'id="prepaid-balance">$50.00' in html
+
+
+def test_a_paid_plan_change_says_done(client, auth, sandbox):
+    auth.login("admin")
+    client.get("/billing")
+    resp = client.post("/billing/plans/pro", data={"nonce": "q" * 24})
+    sandbox.state.settle(resp.headers["Location"].rsplit("/", 1)[1], pay=True)
+    html = client.get("/billing?checkout=success").get_data(as_text=True)
+    assert "Thank you. The change to Pro is done: the figures below include it." in html
 
 
 def test_return_after_cancel_says_nothing_was_charged(client, auth):

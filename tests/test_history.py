@@ -61,14 +61,15 @@ def test_period_reset_grants_the_monthly_credits():
     new_start = P_END
     span = interval(snap(0, "0", "40"), snap(3, "97", "40", start=new_start,
                                              end=new_start + timedelta(days=30)), D(100))
-    assert (span.kind, span.usage, span.partial) == ("reset", D(3), False)
+    assert (span.kind, span.usage, span.before_reset_up_to) == ("reset", D(3), 0)
 
 
 def test_reset_with_credits_left_says_how_much_is_unknown():
     new_start = P_END
     span = interval(snap(0, "12", "40"), snap(3, "97", "40", start=new_start,
                                               end=new_start + timedelta(days=30)), D(100))
-    assert span.usage == D(3) and span.partial and "up to 12" in span.note
+    assert span.usage == D(3) and span.before_reset_up_to == D(12)
+    assert "up to $12.00 more" in span.note  # money, in words
 
 
 def test_upgrade_mid_period_is_unknown_not_negative():
@@ -330,7 +331,7 @@ def test_forecast_after_an_upgrade_counts_what_was_used_before_it(client, auth, 
     auth.login("viewer")
     html = client.get("/billing").get_data(as_text=True)
     assert "No credits used" not in html and "No plan credits used" not in html
-    assert "$25.50 or more used this period" in html
+    assert "$25.50 or more</strong> used this period" in html
 
 
 @pytest.mark.parametrize("path", ["/billing/history.csv", "/billing/usage.csv"])
@@ -347,14 +348,16 @@ def test_usage_csv_has_a_row_a_day_and_history_csv_a_row_a_snapshot(client, auth
     auth.login("finance")
     usage = list(csv.reader(io.StringIO(client.get("/billing/usage.csv?range=30")
                                         .get_data(as_text=True))))
-    assert usage[0] == ["date (UTC)", "usage (USD)", "top-ups credited (USD)",
-                        "closing balance (USD)", "note"]
+    assert usage[0] == ["date (UTC)", "part of the day", "usage (USD)", "usage at most (USD)",
+                        "top-ups credited (USD)", "closing balance (USD)", "note"]
     assert len(usage) == 31 and date.fromisoformat(usage[-1][0]) == date.today()
-    assert any(r[2] == "30.00" for r in usage[1:])  # the seeded top-up
+    assert any(r[4] == "30.00" for r in usage[1:])  # the seeded top-up
     history = list(csv.reader(io.StringIO(client.get("/billing/history.csv")
                                           .get_data(as_text=True))))
     assert len(history) - 1 == len(_rows(app))
-    assert history[-1][5] == "124.50"
+    assert history[0][2:4] == ["plan", "plan name"] and history[-1][2:4] == ["starter-pro",
+                                                                      "Starter Pro"]
+    assert history[-1][6] == "124.50"
 
 
 def test_downloads_are_bounded_per_user(client, auth, seeded):

@@ -137,3 +137,24 @@ def test_sandbox_users_never_reach_the_real_database(tmp_path, sandbox, fault_se
                             ("admin@demo.test", "demo")):
         resp = real.test_client().post("/signin", data={"email": email, "password": password})
         assert resp.status_code != 302
+
+
+def test_a_command_that_never_calls_the_api_starts_no_sandbox_and_prints_no_password(
+        tmp_path, capfd):
+    """``flask sandbox spend`` and ``flask users …`` only touch the sandbox's account
+    file and the database: no second sandbox server, no demo passwords on the screen."""
+    from .conftest import make_app
+    app = make_app(tmp_path, GIGA_SANDBOX="1", SANDBOX_STATE_PATH=str(tmp_path / "state.json"),
+                   SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.db'}")
+    result = app.test_cli_runner().invoke(args=["sandbox", "spend", "30"])
+    assert result.exit_code == 0 and "Spent 30: plan credits left 44.50" in result.output
+    assert app.extensions["sandbox"].running is False
+    out, err = capfd.readouterr()
+    assert "password" not in result.output + out + err
+    # the first call to the API starts it, in this process, once
+    with app.app_context():
+        gateway = app.extensions["giga_gateway"]
+        clock = app.extensions["clock"]
+        assert gateway.billing(clock.monotonic() + 5).value.plan_credits_remaining == 44.5
+    assert app.extensions["sandbox"].running is True
+    app.extensions["sandbox"].stop()

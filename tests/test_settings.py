@@ -131,3 +131,28 @@ def test_the_flask_command_without_a_key_or_sandbox_says_so_plainly(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "GIGA_API_KEY" in result.stderr and "GIGA_SANDBOX=1" in result.stderr
+
+
+def test_every_setting_the_code_reads_is_in_the_readme_table():
+    """A newcomer finds each variable the dashboard or gunicorn.conf.py reads in the
+    README's settings table."""
+    import re
+    from pathlib import Path
+    from webapp.settings import DEFAULTS
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## Settings"):readme.index("## How it behaves")]
+    read = set(DEFAULTS) | set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
+                                          (root / "gunicorn.conf.py").read_text()))
+    assert {"BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"} <= read
+    assert sorted(name for name in read if f"`{name}`" not in table) == []
+
+
+def test_a_redis_that_does_not_answer_is_named_by_host_and_port(tmp_path, sandbox, caplog):
+    from .conftest import make_app
+    from .support.net import closed_port
+    port = closed_port()
+    with caplog.at_level("WARNING"):
+        make_app(tmp_path, SANDBOX=sandbox, REDIS_URL=f"redis://:s3cret@127.0.0.1:{port}/0")
+    said = [r.getMessage() for r in caplog.records if "REDIS_URL" in r.getMessage()]
+    assert said and f"127.0.0.1:{port}" in said[0] and "s3cret" not in said[0]

@@ -73,6 +73,13 @@ def start_web(app: Flask) -> Flask:
     if ctx is not None and ctx.info_name != "run":
         return app
     worker(app)
+    if sandbox := app.extensions.get("sandbox"):
+        sandbox.start()  # the checkout page must be there before anyone is sent to it
+        if not app.config["TESTING"]:
+            print("\n  Sandbox mode (GIGA_SANDBOX=1): the dashboard talks to a built-in\n"
+                  f"  billing API at {sandbox.url} (no real money).\n"
+                  "  Sign in as admin@demo.test, finance@demo.test or viewer@demo.test,\n"
+                  "  password: demo\n", file=sys.stderr, flush=True)
     return app
 
 
@@ -94,8 +101,8 @@ def configure_logging(app):
 
 
 def register_sandbox(app):
-    """With ``GIGA_SANDBOX=1`` (and no key), start (or adopt) the built-in sandbox
-    and point the client at it."""
+    """With ``GIGA_SANDBOX=1`` (and no key), the built-in sandbox (a test hands in one
+    it started); it serves from the first API call, or from ``start_web``."""
     if not app.config["SANDBOX_MODE"]:
         app.config["CHECKOUT_ALLOWED_ORIGINS"] = ()
         if app.config["SANDBOX_IGNORED"]:
@@ -107,13 +114,12 @@ def register_sandbox(app):
     sandbox = app.config.get("SANDBOX")
     if sandbox is None:
         sandbox = Sandbox(app.config["SANDBOX_STATE_PATH"], port=app.config["SANDBOX_PORT"],
-                          spend_per_hour=app.config["SANDBOX_SPEND_PER_HOUR"]).start()
-        app.config["SANDBOX"] = sandbox
+                          spend_per_hour=app.config["SANDBOX_SPEND_PER_HOUR"])
         app.config["SANDBOX_SEED_HISTORY"] = True  # a newcomer's chart should not be empty
-    app.config["GIGA_API_URL"] = sandbox.url
+    app.extensions["sandbox"] = sandbox
     app.config["GIGA_API_KEY"] = sandbox.api_key
     # the sandbox checkout page is on loopback over http: allowed here, and only here
-    app.config["CHECKOUT_ALLOWED_ORIGINS"] = (sandbox.origin,)
+    app.config["CHECKOUT_ALLOWED_ORIGINS"] = sandbox.checkout_origins()
     # each checkout returns to the dashboard that started it (see billing.actions)
     app.extensions["checkout_started"] = sandbox.note_return
 
@@ -158,9 +164,11 @@ def register_upstream(app):
     clock = cfg.get("CLOCK") or Clock()
     store = cfg.get("STORE") or make_store(cfg["REDIS_URL"], clock=clock)
     if cfg["REDIS_URL"] and not cfg.get("STORE") and not store.ping():
-        log.warning("Redis at REDIS_URL is not answering yet; each process keeps its own "
-                    "state (and a share of the budget) until it does")
-    client = GigaClient(cfg["GIGA_API_URL"], cfg["GIGA_API_KEY"], clock=clock,
+        log.warning("Redis at %s (REDIS_URL) is not answering yet; each process keeps its "
+                    "own state (and a share of the budget) until it does", store.where)
+    sandbox = app.extensions.get("sandbox")
+    client = GigaClient(sandbox.address if sandbox else cfg["GIGA_API_URL"],
+                        cfg["GIGA_API_KEY"], clock=clock,
                         connect_timeout=cfg["UPSTREAM_CONNECT_TIMEOUT"],
                         total_timeout=cfg["UPSTREAM_DEADLINE"])
     app.extensions["clock"] = clock
@@ -248,12 +256,7 @@ def init_database(app):
             prepare(db.engine)
             if app.config.get("SANDBOX_SEED_HISTORY"):
                 _seed_sandbox_history(app)
-        seeded = sync_demo_users(app.config["SANDBOX_MODE"])
-    if seeded and not app.config["TESTING"]:
-        print("\n  Sandbox mode (GIGA_SANDBOX=1): the dashboard talks to a built-in\n"
-              f"  billing API at {app.config['GIGA_API_URL']} (no real money).\n"
-              "  Sign in as admin@demo.test, finance@demo.test or viewer@demo.test,\n"
-              "  password: demo\n", file=sys.stderr, flush=True)
+        sync_demo_users(app.config["SANDBOX_MODE"])
 
 
 @contextmanager
@@ -280,7 +283,7 @@ def _seed_sandbox_history(app):
 
     if latest() is not None:
         return
-    billing = parse_billing({"billing": app.config["SANDBOX"].state.billing()})
+    billing = parse_billing({"billing": app.extensions["sandbox"].state.billing()})
     monthly = next((p["monthlyCredits"] for p in PLANS if p["id"] == billing.plan), None)
     if isinstance(monthly, (int, Decimal)):
         seed.seed(billing, Decimal(monthly), app.extensions["clock"].now())

@@ -40,12 +40,13 @@ STORE_BUSY_RETRY_SECONDS = 5
 
 
 def render_error(status, title=None, message=None, *, retry_after=None, error=None,
-                 headers=None, sales_link=False, balance=None):
+                 headers=None, sales_link=False, balance=None, back=None):
     """The one error page: a title, plain words, and upstream details when there are any.
 
     A page that could not be read (a GET that failed upstream or was held
     back) offers **Try again** on the same address; ``sales_link`` adds the
-    way to WithGiga's sales team.
+    way to WithGiga's sales team; ``back`` is ``(address, words)`` for the way back
+    when it is not the billing page.
     """
     again = None
     if request.method == "GET" and (status >= 500 or status == 429):
@@ -54,7 +55,7 @@ def render_error(status, title=None, message=None, *, retry_after=None, error=No
                            title=title or TITLES.get(status, "Error"),
                            message=message or MESSAGES.get(status, ""),
                            retry_after=retry_after, error=error, try_again=again,
-                           sales_link=sales_link, balance=balance)
+                           sales_link=sales_link, balance=balance, back=back)
     headers = dict(headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)

@@ -25,8 +25,9 @@ def test_finance_tops_up_pays_and_sees_it(page, live):
     expect(page.get_by_text("$123.45").first).to_be_visible()
     page.get_by_role("button", name="Pay").click()
     page.wait_for_url(re.compile(r".*/billing\?checkout=success$"))
+    # the notice and the figures under it agree: credited, and in the balance
     expect(page.get_by_role("status").filter(
-        has_text="Your payment for your $123.45 top-up is being processed")).to_be_visible()
+        has_text="Your $123.45 top-up is credited: the figures below include it")).to_be_visible()
     assert prepaid(page) == before + Decimal("123.45")
     page.get_by_role("link", name="Audit trail").click()
     row = page.get_by_role("row").filter(has_text="$123.45")

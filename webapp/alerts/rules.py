@@ -95,22 +95,39 @@ def _figures(billing: Billing, **more) -> dict:
             **{k: str(v) for k, v in more.items()}}
 
 
-def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime | None,
-               now: datetime, rules: AlertSettings, *, forecast_known: bool = True
+def outlook_sentence(outlook) -> str:
+    """What the forecast says, as the billing page says it: the pace, its basis and the
+    run-out date named against the period's end."""
+    if outlook is None or outlook.pace_per_day is None:
+        return ""
+    if outlook.pace_per_day == 0:
+        return " No credits are being used at the current pace."
+    pace = (f" At the current pace ({money(outlook.pace_per_day)} a day, from "
+            f"{outlook.basis}) the balance runs out around {day(outlook.balance_runs_out)}")
+    past = outlook.days_past_period_end
+    if past > 0:
+        return f"{pace}, {past} day{'s' if past != 1 else ''} after the period ends " \
+               f"{day(outlook.period_end)}."
+    if past < 0:
+        return f"{pace}, {-past} day{'s' if past != -1 else ''} before the period ends " \
+               f"{day(outlook.period_end)}."
+    return f"{pace}, the day the period ends."
+
+
+def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime,
+               rules: AlertSettings, *, forecast_known: bool = True
                ) -> tuple[list[Crossing], list[str]]:
     """The crossings true now, and the state keys of rules whose condition is false.
 
-    With ``forecast_known`` false (no plan list to forecast from) the run-out
-    rule is in neither list: it is left as it is for the next reading.
+    ``outlook`` is the account's forecast (``billing.forecast.account_forecast``),
+    the one the page shows. With ``forecast_known`` false (no plan list to
+    forecast from) the run-out rule is in neither list: it is left as it is for
+    the next reading.
     """
     true, false = [], []
     summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
                f"{money(billing.prepaid_balance)}, total {money(billing.total_balance)}; the "
-               f"period ends {day(billing.period_end)}.")
-    if runs_out_at is not None:  # the forecast, when there is a pace to tell
-        summary += (f" At the current pace the balance runs out around {day(runs_out_at)}."
-                    if runs_out_at < billing.period_end else
-                    " At the current pace the balance lasts past the period end.")
+               f"period ends {day(billing.period_end)}.") + outlook_sentence(outlook)
     if isinstance(monthly, Decimal) and monthly > 0:
         used = (monthly - billing.plan_credits_remaining) / monthly * 100
         for threshold in PLAN_THRESHOLDS:
@@ -136,14 +153,18 @@ def conditions(billing: Billing, monthly: Decimal | None, runs_out_at: datetime 
     if rules.runs_out_within_days and forecast_known:
         key = f"runs-out:{rules.runs_out_within_days}"
         horizon = now + timedelta(days=rules.runs_out_within_days)
+        runs_out_at = outlook.balance_runs_out if outlook is not None else None
         if runs_out_at is not None and runs_out_at <= horizon:
+            within = max(0, (runs_out_at - now).days)
             true.append(Crossing(
                 "runs out soon", key,
                 f"Balance runs out within {rules.runs_out_within_days} days",
-                f"The forecast says the balance runs out within {rules.runs_out_within_days} "
-                f"days. {summary}",
+                f"The forecast says the balance runs out around {day(runs_out_at)}, in "
+                f"{within} day{'s' if within != 1 else ''}: within the alert's "
+                f"{rules.runs_out_within_days} days. {summary}",
                 _figures(billing, threshold=rules.runs_out_within_days,
-                         runsOutAt=runs_out_at.isoformat())))
+                         runsOutAt=runs_out_at.isoformat(),
+                         pacePerDay=outlook.pace_per_day)))
         else:
             false.append(key)
     return true, false

@@ -79,22 +79,16 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
     cfg = app.config
     if not configured(cfg):
         return []
-    from ..billing.forecast import forecast
-    from ..history.report import observed_pace
+    from ..billing.forecast import account_forecast
 
     try:
         plans = plans_for_rules(app)
         plan = next((p for p in plans or [] if p.id == billing.plan), None)
         monthly = plan.monthly_credits if plan is not None else None
         rules = settings()
-        runs_out_at = None
-        if plan is not None:  # every alert says what the forecast says
-            pace = observed_pace(billing, now, lambda pid: next(
-                (p.monthly_credits for p in plans if p.id == pid), None))
-            f = forecast(billing, plan, now, observed=pace)
-            if f.pace_per_day:
-                runs_out_at = f.balance_runs_out
-        crossed, rearm = conditions(billing, monthly, runs_out_at, now, rules,
+        # the page's forecast, worked out the page's way: the same pace and dates
+        outlook = account_forecast(billing, plans, now)
+        crossed, rearm = conditions(billing, monthly, outlook, now, rules,
                                     forecast_known=plans is not None)
         fired = fire_crossings(crossed, rearm, now, targets(cfg, rules))
     except SQLAlchemyError as exc:

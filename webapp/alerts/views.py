@@ -44,15 +44,20 @@ def save():
     before = describe(rules)
     rules.balance_below = form.balance
     rules.runs_out_within_days = form.runs_out_within_days.data
-    rules.email_roles = ",".join(form.email_roles.data or [])
-    rules.extra_emails = ",".join(form.addresses)
+    email = bool(current_app.config["SMTP_URL"])
+    if email:  # without a mail server the email choices are off on the page: kept as they are
+        rules.email_roles = ",".join(form.email_roles.data or [])
+        rules.extra_emails = ",".join(form.addresses)
     rules.updated_by, rules.updated_at = current_user.email, app_clock().now()
     after = describe(rules)
     # on the trail in the same transaction: saved rules and their record land together
     audit.stage(audit.ALERT_RULES_CHANGED, "done" if after != before else "done, unchanged",
                 subject="alert rules", detail=f"from: {before} → to: {after}")
     db.session.commit()
-    flash("Alert rules saved. They are checked on every fresh balance reading.", "success")
+    flash("Alert rules saved. They are checked on every fresh balance reading." + (
+        "" if email else " Email is off (no SMTP_URL): " + (
+            "alerts go to the webhook only." if configured(current_app.config)
+            else "no channel is set, so no alert is sent yet.")), "success")
     return redirect(url_for("alerts.index"), 303)
 
 
@@ -69,7 +74,8 @@ def test():
         f"alert-test:{current_user.id}", 1, 60)
     if not taken:
         return render_error(429, "Test alert already sent", "A test alert was sent a moment "
-                            "ago. Wait a minute before sending another.", retry_after=int(wait) + 1)
+                            "ago. Wait a minute before sending another.", retry_after=int(wait) + 1,
+                            back=(url_for("alerts.index"), "Back to Alerts"))
     send_test(current_app._get_current_object(), app_clock().now(), current_user.email)
     flash("Test alert queued; its delivery status shows below in a few seconds.", "success")
     return redirect(url_for("alerts.index"), 303)

@@ -69,7 +69,8 @@ def _stamp(when) -> str:
 
 def csv_row(entry: AuditEntry, now) -> tuple:
     return (_stamp(entry.at), entry.user_email, entry.user_role, entry.action,
-            format(entry.amount, "f") if entry.amount is not None else "", entry.amount_typed,
+            format(entry.amount, "f") if entry.amount is not None else "",
+            "(empty)" if entry.amount_typed == "" else entry.amount_typed,
             entry.plan_from, entry.plan_from_name, entry.plan_to, entry.plan_to_name,
             entry.subject, entry.role_from, entry.role_to, entry.outcome, entry.repeats,
             entry.request_id, entry.detail, checkout_status(entry, now), _stamp(entry.seen_at))

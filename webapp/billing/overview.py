@@ -11,7 +11,7 @@ from flask import current_app
 from ..clock import app_clock as clock
 from ..gateway import BillingGateway, UpstreamFault
 from ..giga import Billing, Plan
-from .forecast import Forecast, forecast
+from .forecast import Forecast, account_forecast
 
 
 def gateway() -> BillingGateway:
@@ -32,22 +32,16 @@ class Overview:
     plans: list[Plan] = field(default_factory=list)
     plans_error: Exception | None = None
     current_plan: Plan | None = None
-    #: from the recorded history, when there is enough of it (set by the view)
-    observed_pace: object | None = None
-    used_so_far: tuple[Decimal, bool] | None = None
+
+    @property
+    def known_plans(self) -> list[Plan] | None:
+        """The plan list, or ``None`` when it could not be read."""
+        return None if self.plans_error is not None else self.plans
 
     @cached_property
     def forecast(self) -> Forecast | None:
-        """Worked out only when a page is rendered; ``None`` without the plan list."""
-        if self.current_plan is None and self.plans_error is not None:
-            return None
-        return forecast(self.billing, self.current_plan, self.now,
-                        observed=self.observed_pace, used_so_far=self.used_so_far)
-
-    def monthly_credits_of(self, plan_id: str) -> Decimal | str | None:
-        """A plan's monthly credits from the plan list (``None`` when not listed)."""
-        plan = next((p for p in self.plans if p.id == plan_id), None)
-        return None if plan is None else plan.monthly_credits
+        """The forecast the alerts say too; ``None`` without the plan list."""
+        return account_forecast(self.billing, self.known_plans, self.now)
 
     @property
     def stale(self) -> bool:

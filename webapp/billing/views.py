@@ -11,7 +11,9 @@ from ..formatting import money
 from ..gateway import UpstreamFault
 from ..history.report import DEFAULT_RANGE, RANGES, page_history
 from ..clock import app_clock as clock
-from ..history.service import mark_cancelled, pending_checkouts
+from ..formatting import clock as clock_format
+from ..history.service import (CREDITED, PLAN_CHANGED, checkout_seen, mark_cancelled,
+                               pending_checkouts)
 from . import bp
 from .actions import RETURNING_FROM, refuse, start_checkout
 from .amount import range_text
@@ -22,28 +24,48 @@ PRESETS = ("25", "50", "100", "500")
 #: how much of a refused amount the audit trail keeps
 TYPED_MAX = 40
 RETURN_NOTICES = {
-    "success": ("success", "Thank you. Your payment for {what} is being processed; new credit "
-                "or a new plan can take a moment to appear. The figures below were just read "
-                "fresh."),
+    # the balance below already shows it (a reading reconciled the checkout)
+    "seen": ("success", "Thank you. {What} is {done}: the figures below include it."),
+    "success": ("success", "Thank you. Your payment for {what} is being processed; it is not "
+                "in the figures below yet (read at {read}). Reload in a minute to see it."),
     "cancel": ("info", "Checkout of {what} was cancelled. Nothing was charged and your balance "
                "is unchanged."),
 }
+#: how a checkout shows once the balance has it
+DONE = {CREDITED: "credited", PLAN_CHANGED: "done"}
 
 
 def _new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
-    """The billing page; an upstream fault on the balance read gets the error page."""
+def _return_notice(outcome: str, started: dict, overview) -> tuple[str, str]:
+    """What to say to a user back from checkout, matching the figures under it: a paid
+    checkout the fresh reading already shows is "credited" (or "done"), else "being
+    processed"."""
+    what = started["what"]
+    if outcome == "success":
+        seen = checkout_seen(started["entry"])
+        if seen in DONE:
+            kind, text = RETURN_NOTICES["seen"]
+            return kind, text.format(What=what[0].upper() + what[1:], done=DONE[seen])
+    kind, text = RETURN_NOTICES[outcome]
+    return kind, text.format(what=what, read=clock_format(overview.fetched_at))
+
+
+def render_dashboard(form=None, *, status=200, fresh=False, returning=None):
+    """The billing page; an upstream fault on the balance read gets the error page.
+
+    ``returning``: ``(outcome, started)`` for a user back from a checkout they
+    started, whose notice is worked out after the fresh reading.
+    """
     try:
         overview = load_overview(fresh=fresh)
     except UpstreamFault as exc:
         return render_upstream_error(exc)
+    notice = _return_notice(*returning, overview) if returning else None
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
-                           overview.now, overview.monthly_credits_of,
-                           plans_known=overview.plans_error is None)
-    overview.observed_pace, overview.used_so_far = history.pace, history.used_so_far
+                           overview.now, overview.known_plans)
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)
@@ -62,17 +84,15 @@ def render_dashboard(form=None, *, status=200, fresh=False, notice=None):
 @permission_required("view")
 def dashboard():
     outcome = request.args.get("checkout")
-    notice = None
     # a notice, and a fresh read, only for the user coming back from a checkout this
     # session started, once: a link with ?checkout=success alone does neither, so no
     # one can spend the shared upstream budget by reloading it
-    started = session.pop(RETURNING_FROM, None) if outcome in RETURN_NOTICES else None
-    if isinstance(started, dict):
-        kind, text = RETURN_NOTICES[outcome]
-        notice = (kind, text.format(what=started["what"]))
-        if outcome == "cancel":  # they said so on the checkout page: not a pending payment
-            mark_cancelled(started["entry"], current_user.email, clock().now())
-    return render_dashboard(fresh=notice is not None and outcome == "success", notice=notice)
+    started = session.pop(RETURNING_FROM, None) if outcome in ("success", "cancel") else None
+    if not isinstance(started, dict):
+        return render_dashboard()
+    if outcome == "cancel":  # they said so on the checkout page: not a pending payment
+        mark_cancelled(started["entry"], current_user.email, clock().now())
+    return render_dashboard(fresh=outcome == "success", returning=(outcome, started))
 
 
 def _typed_amount() -> str:

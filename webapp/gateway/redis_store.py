@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import threading
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -85,6 +86,15 @@ def connect(url: str, op_timeout: float = 0.5) -> redis.Redis:
                                 retry=Retry(NoBackoff(), 0), health_check_interval=30)
 
 
+def where(url: str) -> str:
+    """``host:port`` (or the socket's path) of a Redis URL, for messages: never the
+    password it may carry."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
 def _text(raw: bytes | None) -> str | None:
     """Stored bytes as text; bytes that are not UTF-8 (nobody here wrote them) as absent."""
     if raw is None:
@@ -103,6 +113,8 @@ class RedisStore:
                  op_timeout: float = 0.5, recheck: float = 1.0):
         self._clock = clock or Clock()
         self._redis = connect(url, op_timeout)
+        #: where Redis is (``host:port``), for messages
+        self.where = where(url)
         self._local = MemoryStore(self._clock)
         self._prefix = prefix
         self._recheck = recheck
@@ -154,15 +166,15 @@ class RedisStore:
                 self._down_until = self._clock.monotonic() + self._recheck
                 if not self._down:
                     self._down = True
-                    log.warning("Redis is not answering (%s); using this process's own "
-                                "state and a 1/%d share of the budget until it is back",
-                                type(exc).__name__, self.processes)
+                    log.warning("Redis at %s is not answering (%s); using this process's "
+                                "own state and a 1/%d share of the budget until it is back",
+                                self.where, type(exc).__name__, self.processes)
             return local()
         if self._down:
             with self._state_lock:
                 if self._down:
                     self._down = False
-                    log.warning("Redis is back; shared state resumed")
+                    log.warning("Redis at %s is back; shared state resumed", self.where)
         return result
 
     def heartbeat(self, force: bool = False) -> None:

@@ -137,10 +137,12 @@ def _abort(carriers) -> None:
 class GigaClient:
     """The billing API, server-side, with the account's secret key."""
 
-    def __init__(self, base_url: str, api_key: str | None, *, session=None,
+    def __init__(self, base_url, api_key: str | None, *, session=None,
                  connect_timeout: float = 3.0, total_timeout: float = 8.0,
                  client_id: str | None = None, clock: Clock | None = None):
-        self.base_url = base_url.rstrip("/")
+        #: the API's address, or a function giving it at the first call (the built-in
+        #: sandbox starts serving only when something calls it)
+        self._base_url = base_url
         self._api_key = api_key
         self.session = session or requests.Session()
         for prefix in ("http://", "https://"):
@@ -151,7 +153,13 @@ class GigaClient:
         self.clock = clock or Clock()
 
     def __repr__(self):  # never print the key
-        return f"GigaClient({self.base_url!r})"
+        where = "(address on first call)" if callable(self._base_url) else self._base_url
+        return f"GigaClient({where!r})"
+
+    @property
+    def base_url(self) -> str:
+        url = self._base_url() if callable(self._base_url) else self._base_url
+        return url.rstrip("/")
 
     @property
     def key_fingerprint(self) -> str:

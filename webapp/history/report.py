@@ -9,7 +9,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from ..giga import Billing
 from . import service
-from .usage import ZERO, Day, Interval, Pace, daily, intervals, recent_pace
+from .usage import ZERO, Day, Interval, Pace, daily, intervals, opening, recent_pace
 
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
           "30": "Last 30 days", "90": "Last 90 days"}
@@ -46,6 +46,9 @@ class UsageReport:
     y_max: Decimal = Decimal(1)
     ticks: list[tuple[Decimal, Decimal]] = field(default_factory=list)
     x_labels: list[tuple[Decimal, date]] = field(default_factory=list)
+    #: for a period's range: its start and end, and whether the readings reach its start
+    period: tuple[datetime, datetime] | None = None
+    whole: bool | None = None
 
     @property
     def total(self) -> Decimal:
@@ -62,6 +65,23 @@ class UsageReport:
     @property
     def partial(self) -> bool:
         return any(d.partial for d in self.days) or bool(self.gaps)
+
+    @property
+    def gap_usage(self) -> Decimal:
+        """What the readings tell of stretches without readings (shown apart from days)."""
+        return sum((g.usage for g in self.gaps if g.usage is not None), ZERO)
+
+    @property
+    def unknown(self) -> bool:
+        """Some usage in the range cannot be told at all (not even bounded)."""
+        return any(d.unknown for d in self.days) or any(g.usage is None for g in self.gaps)
+
+    @property
+    def at_most(self) -> Decimal | None:
+        """The most the range's usage can have been; ``None`` when it cannot be bounded."""
+        if self.unknown:
+            return None
+        return self.total + sum((d.up_to for d in self.days), ZERO)
 
     @property
     def plot(self) -> dict:
@@ -128,65 +148,118 @@ def _layout(report: UsageReport) -> None:
                        for i in range(0, n, every)]
 
 
-def usage_report(key: str, billing: Billing, now: datetime, monthly_credits_of) -> UsageReport:
+class PlanBook:
+    """What the history needs of the plan list: each plan's allowance and name."""
+
+    def __init__(self, plans):
+        self._plans = {p.id: p for p in plans or ()}
+
+    def monthly_credits(self, plan_id: str) -> Decimal | str | None:
+        plan = self._plans.get(plan_id)
+        return None if plan is None else plan.monthly_credits
+
+    def name(self, plan_id: str) -> str:
+        plan = self._plans.get(plan_id)
+        return plan_id if plan is None else plan.name
+
+
+def _period_of(key: str, billing: Billing) -> tuple[datetime, datetime] | None:
+    """The period range ``key`` shows (its start and end), or ``None`` for whole days."""
+    if key == DEFAULT_RANGE:
+        return billing.period_start, billing.period_end
+    if key == "last-period":
+        return billing.period_start - (billing.period_end - billing.period_start), \
+            billing.period_start
+    return None
+
+
+def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook) -> UsageReport:
     """Usage a day over range ``key`` from the recorded history (an unknown key
-    falls back to the current period)."""
+    falls back to the current period). A period's range holds that period's usage
+    only, its first and last days cut at its start and end (``usage.daily``)."""
     if key not in RANGES:
         key = DEFAULT_RANGE
     first, last = range_days(key, billing, now)
+    period = _period_of(key, billing)
     since, until = _start_of(first), _start_of(last + timedelta(days=1))
-    snaps = service.snapshots(since, until)
-    spans = intervals(snaps, monthly_credits_of, service.credited_top_ups(since - SPAN, until))
-    spans = [s for s in spans if s.end >= _start_of(first)]
+    # a period's last reset interval ends at the next period's first reading
+    fetch_until = max(until, period[1] + timedelta(days=1)) if period else until
+    snaps = service.snapshots(since, min(fetch_until, now + timedelta(seconds=1)))
+    spans = intervals(snaps, plans.monthly_credits,
+                      service.credited_top_ups(since - SPAN, fetch_until), plans.name)
+    whole = None
+    if period is not None:
+        mine = [s for s in spans if s.period_start == period[0]]
+        begun = [s for s in snaps if s.period_start == period[0]]
+        whole = any(s.kind == "reset" and not s.gap for s in mine)
+        if not whole and begun and not any(s.end <= begun[0].first_seen for s in mine):
+            opened = opening(begun[0], plans.monthly_credits(begun[0].plan))
+            if opened is not None:
+                spans.insert(0, opened)
+                whole = True
+    spans = [s for s in spans if s.end >= since]
+    gaps = [s for s in spans if s.gap and (period is None or s.period_start == period[0])]
     report = UsageReport(key=key, label=RANGES[key], first=first, last=last,
-                         days=daily(snaps, spans, first, last),
-                         gaps=[s for s in spans if s.gap])
+                         days=daily(snaps, spans, first, last, period=period), gaps=gaps,
+                         period=period, whole=whole)
     _layout(report)
     return report
 
 
-def observed_pace(billing: Billing, now: datetime, monthly_credits_of) -> Pace | None:
+def observed_pace(now: datetime, plans: PlanBook) -> Pace | None:
     """The pace of the last 7 days of readings, if there is at least a day of them."""
     since, until = now - timedelta(days=7), now + timedelta(seconds=1)
     snaps = service.snapshots(since, until)
-    return recent_pace(intervals(snaps, monthly_credits_of,
+    return recent_pace(intervals(snaps, plans.monthly_credits,
                                  service.credited_top_ups(since - SPAN, until)), now)
 
 
-def used_this_period(billing: Billing, now: datetime,
-                     monthly_credits_of) -> tuple[Decimal, bool] | None:
-    """Usage since the period began as the readings show it, and whether any of it is
-    unknown; ``None`` when the history does not reach back to the period's start."""
-    snaps = service.snapshots(billing.period_start, now + timedelta(seconds=1))
-    in_period = [s for s in snaps if s.period_start == billing.period_start]
-    if not in_period or in_period[0].first_seen - billing.period_start > timedelta(hours=6):
+@dataclass(frozen=True)
+class PeriodUsage:
+    """Usage this period, exactly as the "This period" table adds it up.
+
+    ``used`` is what the readings tell; ``unknown`` whether some of it cannot
+    be told; ``whole`` whether the readings reach back to the period's start
+    (if not, ``since`` is the first reading's time).
+    """
+
+    used: Decimal
+    unknown: bool
+    whole: bool
+    since: datetime
+    #: of ``used``, what fell in stretches without readings (not on any day's row)
+    in_gaps: Decimal = ZERO
+
+
+def period_usage(report: UsageReport) -> PeriodUsage | None:
+    """The figure from the current period's report (``None`` for another range or
+    without readings)."""
+    if report.key != DEFAULT_RANGE or not report.has_readings:
         return None
-    spans = intervals(in_period, monthly_credits_of,
-                      service.credited_top_ups(billing.period_start - SPAN, now))
-    monthly = monthly_credits_of(in_period[0].plan)
-    if not isinstance(monthly, Decimal):
-        return None
-    before_first = max(ZERO, monthly - in_period[0].plan_credits)
-    used = before_first + sum((s.usage for s in spans if s.usage is not None), ZERO)
-    return used, any(s.usage is None for s in spans)
+    days = [d for d in report.days if d.readings]
+    since = report.period[0] if report.whole else max(
+        report.period[0], datetime.combine(days[0].day, time.min, timezone.utc))
+    return PeriodUsage(used=report.total + report.gap_usage, unknown=report.unknown,
+                       whole=bool(report.whole), since=since, in_gaps=report.gap_usage)
 
 
 @dataclass(frozen=True)
 class PageHistory:
-    """What the billing page draws from the history."""
+    """What the billing page draws from the history: the chosen range's chart, the
+    observed pace and this period's usage (the same figures the alerts use)."""
 
     report: UsageReport
     pace: Pace | None
-    used_so_far: tuple[Decimal, bool] | None
+    period: PeriodUsage | None
 
 
 #: page histories kept per process; a new reading or a new minute makes a new key
 KEPT = 32
 
 
-def page_history(key: str, billing: Billing, now: datetime, monthly_credits_of,
-                 plans_known: bool) -> PageHistory:
-    """The chart for range ``key``, the observed pace and the period's usage.
+def page_history(key: str, billing: Billing, now: datetime, plans) -> PageHistory:
+    """The chart for range ``key``, the observed pace and this period's usage; ``plans``
+    is the plan list, or ``None`` when it could not be read.
 
     Worked out once per range, newest reading and minute in each process and
     then reused: a range can span tens of thousands of readings, and however
@@ -196,15 +269,17 @@ def page_history(key: str, billing: Billing, now: datetime, monthly_credits_of,
 
     key = key if key in RANGES else DEFAULT_RANGE
     cache = current_app.extensions.setdefault("history_pages", {})
+    book = PlanBook(plans)
+    known = plans is not None
     marker = (key, service.newest_marker(), billing, now.replace(second=0, microsecond=0),
-              plans_known)
+              tuple((p.id, p.name, p.monthly_credits) for p in plans or ()), known)
     found = cache.get(marker)
     if found is None:
-        found = PageHistory(
-            report=usage_report(key, billing, now, monthly_credits_of),
-            pace=observed_pace(billing, now, monthly_credits_of) if plans_known else None,
-            used_so_far=(used_this_period(billing, now, monthly_credits_of)
-                         if plans_known else None))
+        report = usage_report(key, billing, now, book)
+        this_period = report if key == DEFAULT_RANGE else usage_report(
+            DEFAULT_RANGE, billing, now, book)
+        found = PageHistory(report=report, pace=observed_pace(now, book) if known else None,
+                            period=period_usage(this_period) if known else None)
         if len(cache) >= KEPT:
             cache.clear()
         cache[marker] = found

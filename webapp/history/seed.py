@@ -5,7 +5,8 @@ what was read from the API.
 The readings end exactly at the sandbox's balance now and follow the usage
 rules: this period's plan credits fall from the plan's monthly credits to
 what is left today; the previous period ran down on a similar pace; a $30
-top-up arrived in it.
+top-up arrived in it, and the audit trail has that top-up, credited, so the
+first thing a newcomer reconciles does reconcile.
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from decimal import Decimal
 
 from ..extensions import db
 from ..giga import Billing
-from ..models import BalanceSnapshot
+from ..models import AuditEntry, BalanceSnapshot
 
 STEP = timedelta(hours=2)
 DAYS = 30
 CENT = Decimal("0.01")
 TOP_UP = Decimal(30)
+#: who made the seeded top-up, and how long before it reached the balance
+TOP_UP_BY = ("finance@demo.test", "finance")
+PAID_AFTER = timedelta(minutes=20)
 
 
 def _weights(times: list[datetime]) -> list[Decimal]:
@@ -71,6 +75,12 @@ def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
                 prepaid += TOP_UP
             rows.insert(len(rows) - len(this_period),
                         (t, left, prepaid, prev_start, billing.period_start))
+        if top_up_at is not None:
+            db.session.add(AuditEntry(
+                at=top_up_at - PAID_AFTER, user_email=TOP_UP_BY[0], user_role=TOP_UP_BY[1],
+                action="top-up", amount=TOP_UP, outcome="sent to checkout",
+                request_id="sandbox-seed", detail="made up with the sandbox's past readings",
+                seen="credited", seen_at=top_up_at))
     for t, plan_left, prepaid, p_start, p_end in rows:
         db.session.add(BalanceSnapshot(
             first_seen_at=t, last_seen_at=t, plan=billing.plan,

@@ -137,6 +137,12 @@ def checkout_status(entry: AuditEntry, now: datetime) -> str | None:
     return NOT_SEEN if now - entry.at > SEEN_WITHIN else WAITING
 
 
+def checkout_seen(entry_id: int) -> str | None:
+    """What the readings have shown of checkout ``entry_id`` so far (``CREDITED``,
+    ``PLAN_CHANGED``, ``CANCELLED``), or ``None``."""
+    return db.session.scalar(select(AuditEntry.seen).where(AuditEntry.id == entry_id))
+
+
 def mark_cancelled(entry_id: int, user_email: str, now: datetime) -> None:
     """The user came back from checkout by its Cancel button: the attempt is no longer
     waiting to be paid (a later reading that shows it paid still marks it credited)."""

@@ -23,14 +23,22 @@ is not usage. Plan credits are drawn before prepaid credit.
 6. **Gap** in polling (more than ``MAX_INTERVAL`` between readings): the
    usage is computed as above but cannot be placed on a day, so it is kept
    apart from the days it spans, which show as gaps.
+7. **Opening**: when the history begins within a period (no reading before
+   it), plan credits used between the period's start and the first reading
+   are the plan's monthly credits less what that reading shows left.
 
-Usage of an interval counts on the day of its later reading.
+Usage of an interval counts on the day of its later reading, and in the
+period of its later reading: a reset's usage (since the reset) is the new
+period's, while what it cannot tell (plan credits left at the old period's
+last reading, used before the reset or expired at it) is the old period's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+
+from ..formatting import money
 
 #: readings further apart than this are a gap: their usage is not put on a day
 MAX_INTERVAL = timedelta(hours=6)
@@ -57,73 +65,114 @@ class Interval:
 
     start: datetime
     end: datetime
-    kind: str  # "use" | "top-up" | "reset" | "plan change" | "credits added"
+    kind: str  # "use" | "top-up" | "reset" | "plan change" | "credits added" | "opening"
     usage: Decimal | None  # None: the readings cannot tell
     top_up: Decimal = ZERO
-    #: how much more usage there may have been (rule 3), or a reason it is unknown
+    #: why the usage is unknown, or (rule 3) what more there may have been, in words
     note: str | None = None
-    partial: bool = False
     gap: bool = False
+    #: the period of the later reading: the one this interval's usage belongs to
+    period_start: datetime | None = None
+    #: rule 3: plan credits left at the old period's last reading, used before the reset
+    #: or expired at it -- the old period's unknown, at most this much
+    before_reset_up_to: Decimal = ZERO
 
 
 def interval(a: Snapshot, b: Snapshot, monthly_credits: Decimal | str | None,
-             known_top_up: Decimal | None = None) -> Interval:
+             known_top_up: Decimal | None = None, plan_name=str) -> Interval:
     """Usage between readings ``a`` and ``b`` (rules 1-6 above).
 
     ``monthly_credits`` is ``b``'s plan allowance (a word when custom, ``None``
-    when unknown); ``known_top_up`` a top-up credited between them, if any.
+    when unknown); ``known_top_up`` a top-up credited between them, if any;
+    ``plan_name(plan_id)`` names a plan in words.
     """
     start, end = a.last_seen, b.first_seen
     gap = end - start > MAX_INTERVAL
     plan_used = a.plan_credits - b.plan_credits
     prepaid_delta = b.prepaid - a.prepaid
     prepaid_drawn = max(ZERO, -prepaid_delta)
-    common = dict(start=start, end=end, gap=gap)
+    common = dict(start=start, end=end, gap=gap, period_start=b.period_start,
+                  top_up=max(ZERO, prepaid_delta))
 
     if b.period_start > a.period_start:  # rule 3 (a plan change at a reset counts as one)
         if not isinstance(monthly_credits, Decimal) or b.plan_credits > monthly_credits:
-            return Interval(kind="reset", usage=None, top_up=max(ZERO, prepaid_delta),
-                            note="A new period began on a plan whose allowance is not known, "
-                                 "so usage across the reset cannot be told.", **common)
-        usage = monthly_credits - b.plan_credits + prepaid_drawn
-        left = a.plan_credits
-        return Interval(kind="reset", usage=usage, top_up=max(ZERO, prepaid_delta),
-                        partial=left > 0,
-                        note=(f"Plus up to {left} of the old period's plan credits, used "
-                              "before the reset or expired at it." if left > 0 else None),
-                        **common)
+            return Interval(kind="reset", usage=None,
+                            note="a new period began on a plan whose allowance is not known, "
+                                 "so usage across the reset cannot be told", **common)
+        left = max(ZERO, a.plan_credits)
+        return Interval(kind="reset", usage=monthly_credits - b.plan_credits + prepaid_drawn,
+                        before_reset_up_to=left,
+                        note=(f"up to {money(left)} more: the plan credits left at the last "
+                              "reading before the reset, used before it or expired at it (the "
+                              "readings cannot tell which)" if left > 0 else None), **common)
     if b.plan != a.plan:  # rule 4
-        return Interval(kind="plan change", usage=None, top_up=max(ZERO, prepaid_delta),
-                        note=f"The plan changed from {a.plan} to {b.plan}; its credits were "
-                             "granted again, so usage at the change cannot be told.", **common)
+        return Interval(kind="plan change", usage=None,
+                        note=f"the plan changed from {plan_name(a.plan)} to "
+                             f"{plan_name(b.plan)} and its credits were granted again, so "
+                             "usage at the change cannot be told", **common)
     if plan_used < 0:  # rule 5
-        return Interval(kind="credits added", usage=None, top_up=max(ZERO, prepaid_delta),
-                        note="Plan credits were added mid-period, so usage cannot be told.",
-                        **common)
+        return Interval(kind="credits added", usage=None,
+                        note="plan credits were added mid-period, so usage then cannot be "
+                             "told", **common)
     if prepaid_delta <= 0:  # rule 1
         return Interval(kind="use", usage=plan_used + prepaid_drawn, **common)
     # rule 2: prepaid grew
     if b.plan_credits > 0:
-        return Interval(kind="top-up", usage=plan_used, top_up=prepaid_delta, **common)
+        return Interval(kind="top-up", usage=plan_used, **common)
     if known_top_up is not None and known_top_up >= prepaid_delta:
         return Interval(kind="top-up", usage=plan_used + known_top_up - prepaid_delta,
-                        top_up=known_top_up, **common)
-    return Interval(kind="top-up", usage=None, top_up=prepaid_delta,
-                    note="A top-up arrived after plan credits ran out, so prepaid use and "
-                         "new credit cannot be told apart.", **common)
+                        **{**common, "top_up": known_top_up})
+    return Interval(kind="top-up", usage=None,
+                    note="a top-up arrived after plan credits ran out, so prepaid use and new "
+                         "credit cannot be told apart", **common)
+
+
+def opening(first: Snapshot, monthly_credits: Decimal | str | None) -> Interval | None:
+    """Rule 7: usage from the period's start to ``first``, its first reading, when no
+    reading came before it; ``None`` when the plan's allowance is not known or the
+    reading came more than ``MAX_INTERVAL`` after the start."""
+    if not isinstance(monthly_credits, Decimal) or first.plan_credits > monthly_credits \
+            or first.first_seen - first.period_start > MAX_INTERVAL:
+        return None
+    common = dict(start=first.period_start, end=first.first_seen,
+                  period_start=first.period_start, kind="opening")
+    if first.plan_credits > 0:  # plan credits are drawn first: no prepaid was used
+        return Interval(usage=monthly_credits - first.plan_credits, **common)
+    return Interval(usage=None, note="the plan credits ran out before the first reading of "
+                    "the period, so prepaid use before it cannot be told", **common)
 
 
 @dataclass
 class Day:
-    """One calendar day (UTC) of usage. ``usage`` is ``None`` on a day with no readings."""
+    """One calendar day (UTC) of usage. ``usage`` is ``None`` on a day with no readings.
+
+    ``usage`` is what the readings tell; ``up_to`` how much more there may have
+    been (rule 3); ``unknown`` whether some of it cannot be told at all;
+    ``notes`` say why, in words. ``since`` / ``until``: the day is cut at a
+    period's start or end (the rest of it belongs to the other period).
+    """
 
     day: date
     usage: Decimal | None = None
     top_ups: Decimal = ZERO
     closing: Decimal | None = None
     readings: bool = False
-    partial: bool = False
+    up_to: Decimal = ZERO
+    unknown: bool = False
     notes: list[str] = field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.unknown or self.up_to > 0
+
+    @property
+    def at_most(self) -> Decimal | None:
+        """The most the day's usage can have been; ``None`` when it cannot be bounded."""
+        if self.usage is None or self.unknown:
+            return None
+        return self.usage + self.up_to
 
 
 def _day_bounds(d: date) -> tuple[datetime, datetime]:
@@ -131,8 +180,8 @@ def _day_bounds(d: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def intervals(snapshots: list[Snapshot], monthly_credits_of,
-              known_top_ups=None) -> list[Interval]:
+def intervals(snapshots: list[Snapshot], monthly_credits_of, known_top_ups=None,
+              plan_name=str) -> list[Interval]:
     """Every interval between consecutive ``snapshots`` (oldest first).
 
     ``monthly_credits_of(plan_id)`` gives a plan's allowance;
@@ -141,18 +190,45 @@ def intervals(snapshots: list[Snapshot], monthly_credits_of,
     out = []
     for a, b in zip(snapshots, snapshots[1:]):
         known = known_top_ups(a.last_seen, b.first_seen) if known_top_ups else None
-        out.append(interval(a, b, monthly_credits_of(b.plan), known))
+        out.append(interval(a, b, monthly_credits_of(b.plan), known, plan_name))
     return out
 
 
-def daily(snapshots: list[Snapshot], spans: list[Interval], first: date,
-          last: date) -> list[Day]:
+def _place(day: Day, span: Interval, *, usage: bool, bound: bool) -> None:
+    """Put ``span`` on ``day``: its usage (and top-up), and/or the old period's bounded
+    unknown of a reset."""
+    day.readings = True
+    day.usage = day.usage or ZERO
+    if usage:
+        day.top_ups += span.top_up
+        if span.usage is None:
+            day.unknown = True
+            day.notes.append(span.note)
+        else:
+            day.usage += span.usage
+    if bound and span.before_reset_up_to > 0:
+        day.up_to += span.before_reset_up_to
+        day.notes.append(span.note)
+
+
+def daily(snapshots: list[Snapshot], spans: list[Interval], first: date, last: date, *,
+          period: tuple[datetime, datetime] | None = None) -> list[Day]:
     """Days ``first``..``last`` with the usage of ``spans`` placed on them.
 
     A day is known when a reading covers any of it; a day with none is a gap.
+    With ``period`` (its start and end), only that period's usage counts and
+    the days it begins and ends on are cut there: a reset's usage is the new
+    period's, the old period's unknown goes on its own last reading's day.
     """
     days = {first + timedelta(days=i): Day(first + timedelta(days=i))
             for i in range((last - first).days + 1)}
+    if period is not None:
+        snapshots = [s for s in snapshots if s.period_start == period[0]]
+        if period[0] != _day_bounds(period[0].date())[0] and period[0].date() in days:
+            days[period[0].date()].since = period[0]
+        end_day = (period[1] - timedelta(microseconds=1)).date()
+        if period[1] != _day_bounds(period[1].date())[0] and end_day in days:
+            days[end_day].until = period[1]
     for snap in snapshots:  # readings cover every day from first to last seen
         d = max(snap.first_seen.date(), first)
         while d <= min(snap.last_seen.date(), last):
@@ -167,20 +243,19 @@ def daily(snapshots: list[Snapshot], spans: list[Interval], first: date,
             day.closing = snapshots[in_force - 1].total
             day.usage = ZERO
     for span in spans:
-        day = days.get(span.end.date())
-        if day is None or span.gap:
+        if span.gap:
             continue
-        day.readings = True
-        day.usage = day.usage or ZERO
-        day.top_ups += span.top_up
-        if span.usage is None:
-            day.partial = True
-        else:
-            day.usage += span.usage
-        if span.partial:
-            day.partial = True
-        if span.note:
-            day.notes.append(span.note)
+        if period is None:
+            if (day := days.get(span.end.date())) is not None:
+                _place(day, span, usage=True, bound=True)
+                if span.kind == "reset":
+                    day.notes.append(f"the period reset at {span.period_start:%H:%M} UTC")
+        elif span.period_start == period[0]:
+            if (day := days.get(span.end.date())) is not None:
+                _place(day, span, usage=True, bound=False)
+        elif span.kind == "reset" and span.period_start == period[1]:
+            if (day := days.get(min(span.start.date(), last))) is not None:
+                _place(day, span, usage=False, bound=True)
     return [days[d] for d in sorted(days)]
 
 

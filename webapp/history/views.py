@@ -14,10 +14,12 @@ from ..gateway import UpstreamFault
 from . import bp, service
 from .report import RANGES, page_history
 
-SNAPSHOT_COLUMNS = ("first seen (UTC)", "last seen (UTC)", "plan", "plan credits left (USD)",
-                    "prepaid (USD)", "total (USD)", "period start (UTC)", "period end (UTC)")
-USAGE_COLUMNS = ("date (UTC)", "usage (USD)", "top-ups credited (USD)",
-                 "closing balance (USD)", "note")
+SNAPSHOT_COLUMNS = ("first seen (UTC)", "last seen (UTC)", "plan", "plan name",
+                    "plan credits left (USD)", "prepaid (USD)", "total (USD)",
+                    "period start (UTC)", "period end (UTC)")
+#: "usage" is what the readings tell; "usage at most" bounds it (blank: no bound known)
+USAGE_COLUMNS = ("date (UTC)", "part of the day", "usage (USD)", "usage at most (USD)",
+                 "top-ups credited (USD)", "closing balance (USD)", "note")
 CENT = Decimal("0.01")
 
 
@@ -52,12 +54,15 @@ def history_csv():
     if (refused := _too_many_exports()) is not None:
         return refused
 
+    names = current_app.extensions["giga_gateway"].plan_names()
+
     def rows():
         yield SNAPSHOT_COLUMNS
         for r in service.all_snapshot_rows():
             yield (_stamp(r.first_seen_at), _stamp(r.last_seen_at), r.plan,
-                   _money(r.plan_credits_remaining), _money(r.prepaid_balance),
-                   _money(r.total_balance), _stamp(r.period_start), _stamp(r.period_end))
+                   names.get(r.plan, ""), _money(r.plan_credits_remaining),
+                   _money(r.prepaid_balance), _money(r.total_balance), _stamp(r.period_start),
+                   _stamp(r.period_end))
     return csv_download(rows(), "balance-history")
 
 
@@ -73,14 +78,25 @@ def usage_csv():
     key = request.args.get("range", "90")
     # the same worked-out history as the page's chart, so a download costs no more
     report = page_history(key if key in RANGES else "90", overview.billing, overview.now,
-                          overview.monthly_credits_of,
-                          plans_known=overview.plans_error is None).report
+                          overview.known_plans).report
 
     def rows():
         yield USAGE_COLUMNS
         for d in report.days:
-            note = "no readings" if not d.readings else "; ".join(d.notes)
-            yield (d.day.isoformat(), _money(d.usage) if d.readings else "",
-                   _money(d.top_ups), _money(d.closing), note)
-    return csv_download(rows(), "usage")
+            if not d.readings:
+                yield d.day.isoformat(), _part(d), "", "", _money(d.top_ups), "", "no readings"
+                continue
+            yield (d.day.isoformat(), _part(d), _money(d.usage), _money(d.at_most),
+                   _money(d.top_ups), _money(d.closing), "; ".join(d.notes))
+    # the file says which range it holds: usage-this-period-…, usage-last-30-days-…
+    return csv_download(rows(), "usage-" + report.label.lower().replace(" ", "-"))
+
+
+def _part(day) -> str:
+    """Which part of the day a row holds when a period begins or ends during it."""
+    if day.since:
+        return f"from {day.since:%H:%M}"
+    if day.until:
+        return f"until {day.until:%H:%M}"
+    return ""
 

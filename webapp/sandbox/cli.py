@@ -9,7 +9,7 @@ sandbox_cli = AppGroup("sandbox", help="The built-in sandbox's account (sandbox 
 
 
 def _sandbox():
-    sandbox = current_app.config.get("SANDBOX")
+    sandbox = current_app.extensions.get("sandbox")
     if sandbox is None:
         raise click.ClickException("Not in sandbox mode: there is no sandbox account to change.")
     return sandbox

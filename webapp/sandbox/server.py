@@ -60,8 +60,29 @@ class RateLimiter:
         return allowed, remaining, 0 if allowed else max(1, int(wait + 0.999))
 
 
+class CheckoutOrigins:
+    """The sandbox's checkout origin as the allowlist sees it, known once it serves.
+
+    ``origin in CheckoutOrigins(s)`` is true for exactly the running sandbox's
+    origin (redirects are checked after the API call that started it). Listed,
+    it gives what the page's Content-Security-Policy ``form-action`` needs:
+    that origin, or any port on the sandbox's loopback host before it serves.
+    """
+
+    def __init__(self, sandbox: "Sandbox"):
+        self._sandbox = sandbox
+
+    def __contains__(self, origin) -> bool:
+        return self._sandbox.running and origin == self._sandbox.origin
+
+    def __iter__(self):
+        yield self._sandbox.origin if self._sandbox.running else \
+            f"http://{self._sandbox.host}:*"
+
+
 class Sandbox:
-    """A running sandbox: ``start()`` it, read ``url`` and ``api_key``, ``stop()`` it."""
+    """A sandbox: ``start()`` it (or let ``address()`` start it on first use), read
+    ``url`` and ``api_key``, ``stop()`` it."""
 
     def __init__(self, state_path, *, api_key=None, host="127.0.0.1", port=0,
                  rate_limit=60, spend_per_hour=0):
@@ -78,20 +99,33 @@ class Sandbox:
         self.calls: collections.deque = collections.deque(maxlen=10_000)
         self._server = None
         self._thread = None
+        self._start_lock = threading.Lock()
         self.app = self._build_app()
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> "Sandbox":
-        """Bind the loopback port and serve on a daemon thread."""
-        self._server = make_server(self.host, self.port, self.app, threaded=True,
-                                   request_handler=_QuietHandler)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="giga-sandbox", daemon=True)
-        self._thread.start()
+        """Bind the loopback port and serve on a daemon thread (once; again is a no-op)."""
+        with self._start_lock:
+            if self._server is not None:
+                return self
+            self._server = make_server(self.host, self.port, self.app, threaded=True,
+                                       request_handler=_QuietHandler)
+            self.port = self._server.server_port
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            name="giga-sandbox", daemon=True)
+            self._thread.start()
         log.info("sandbox billing API on %s", self.url)
         return self
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def address(self) -> str:
+        """The API's address, serving from now on: a process whose command never calls
+        the API (``flask sandbox spend``, ``flask users …``) starts no server."""
+        return self.start().url
 
     def stop(self):
         if self._server is not None:
@@ -118,6 +152,10 @@ class Sandbox:
         prefix = f"{self.url}/checkout/"
         if checkout_url.startswith(prefix):
             self.state.set_return_url(checkout_url[len(prefix):], return_url)
+
+    def checkout_origins(self) -> "CheckoutOrigins":
+        """Where this sandbox's checkout page may be: see ``CheckoutOrigins``."""
+        return CheckoutOrigins(self)
 
     def api_calls(self, path_prefix="/api/") -> int:
         return sum(1 for _, p in self.calls if p.startswith(path_prefix))

@@ -1,0 +1,208 @@
+"""Every figure agrees with every other: the forecast card, the chart's table, the usage
+CSV, the readings CSV and the alert text, read side by side for the same history --
+a period that begins mid-day with a reset inside the range, and a mid-period upgrade."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from webapp.extensions import db
+from webapp.models import BalanceSnapshot
+
+from .conftest import AuthActions, make_app
+
+D = Decimal
+STEP = timedelta(hours=2)
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _write(app, sandbox, readings):
+    """``readings``: ``(at, plan, plan credits, prepaid, period start, period end)``,
+    oldest first; the sandbox's account is left at the last one."""
+    with app.app_context():
+        for at, plan, left, prepaid, start, end in readings:
+            db.session.add(BalanceSnapshot(
+                first_seen_at=at, last_seen_at=at, plan=plan, plan_credits_remaining=D(left),
+                prepaid_balance=D(prepaid), total_balance=D(left) + D(prepaid),
+                period_start=start, period_end=end))
+        db.session.commit()
+    _, plan, left, prepaid, start, end = readings[-1]
+    with sandbox.state.edit() as account:
+        account.update(plan=plan, planCreditsRemaining=str(left), prepaidBalance=str(prepaid),
+                       periodStart=_iso(start), periodEnd=_iso(end))
+
+
+def _draw(left: Decimal, prepaid: Decimal, amount: Decimal) -> tuple[Decimal, Decimal]:
+    """Use ``amount``: plan credits first, then prepaid."""
+    if left >= amount:
+        return left - amount, prepaid
+    return D(0), prepaid - (amount - left)
+
+
+def _mid_day_period_with_a_reset(now):
+    """The period began three days ago at 14:00; the last period's plan credits ran out
+    and prepaid was drawn before the reset, and this period's too since."""
+    start = (now - timedelta(days=3)).replace(hour=14, minute=0, second=0, microsecond=0)
+    old = (start - timedelta(days=30), start)
+    new = (start, start + timedelta(days=30))
+    readings, left, prepaid, t = [], D("6.00"), D(50), start - timedelta(days=2)
+    while t < start:  # the old period: 6 plan credits, then prepaid, 0.50 a reading
+        readings.append((t, "starter-pro", left, prepaid, *old))
+        left, prepaid = _draw(left, prepaid, D("0.50"))
+        t += STEP
+    left, t = D("100.00"), start + timedelta(hours=1)
+    while t < now - timedelta(minutes=5):  # this period: 4.00 a reading, then 0.25 prepaid
+        readings.append((t, "starter-pro", left, prepaid, *new))
+        left, prepaid = _draw(left, prepaid, D("4.00") if left > 0 else D("0.25"))
+        t += STEP
+    readings.append((t, "starter-pro", left, prepaid, *new))
+    return readings
+
+
+def _upgrade_mid_period(now):
+    """Ten days into the period, Starter Pro's credits ran down to 60, then the account
+    moved to Pro (500 credits granted) and has used 20 of them since."""
+    start = (now - timedelta(days=10)).replace(hour=0, minute=0, second=0, microsecond=0)
+    period = (start, start + timedelta(days=30))
+    readings, left, t = [], D(100), start + timedelta(minutes=30)
+    while left > 60:
+        readings.append((t, "starter-pro", left, D(50), *period))
+        left -= D(1)
+        t += STEP
+    readings.append((t, "starter-pro", left, D(50), *period))
+    left, t = D(500), t + STEP
+    while t < now - timedelta(minutes=5) and left > 480:
+        readings.append((t, "pro", left, D(50), *period))
+        left -= D("0.50")
+        t += STEP
+    readings.append((t, "pro", left, D(50), *period))
+    return readings
+
+
+def _deliver_all(app):
+    """Send what is due, here or by the app's own worker thread (which a new alert wakes
+    and which may be mid-send): wait until nothing is left pending."""
+    from webapp.alerts.service import deliver_due
+    from webapp.models import AlertDelivery
+    with app.app_context():
+        for _ in range(100):
+            deliver_due(app, datetime.now(timezone.utc))
+            db.session.expire_all()
+            if not AlertDelivery.query.filter_by(status="pending").count():
+                return
+            time.sleep(0.05)
+
+
+def _money(text: str) -> Decimal:
+    return D(text.replace("$", "").replace(",", ""))
+
+
+def _table(html: str) -> tuple[list[Decimal], str]:
+    """The usage cells of the chart's table (what the readings tell), and its total."""
+    table = re.search(r'<details class="usage-table">.*?</details>', html, re.S).group(0)
+    cells = re.findall(r'</th>\s*<td class="figure">\$([\d,]+\.\d\d)', table)
+    total = re.search(r'id="usage-total">([^<]+)<', table).group(1)
+    return [_money(c) for c in cells], total
+
+
+@pytest.mark.parametrize("scenario", [_mid_day_period_with_a_reset, _upgrade_mid_period])
+def test_page_table_csvs_and_alert_agree_to_the_cent(tmp_path, sandbox, receiver, scenario):
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0",
+                   ALERT_WEBHOOK_URL=receiver.url, ALERT_RUNS_OUT_DAYS="365",
+                   ALERT_SEND_EVERY="3600")
+    readings = scenario(datetime.now(timezone.utc))
+    _write(app, sandbox, readings)
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    html = client.get("/billing?range=period").get_data(as_text=True)
+
+    # the forecast card and the "This period" table: one figure
+    used = re.search(r'id="used-this-period"><strong>\$([\d,.]+)( or more)?</strong>', html)
+    cells, total = _table(html)
+    assert _money(used.group(1)) == sum(cells)
+    assert total == f"${sum(cells):,.2f}" + (" or more" if used.group(2) else "")
+    # the usage CSV of the same range: the same days, the same cents
+    body = client.get("/billing/usage.csv?range=period").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert sum(_money(r["usage (USD)"]) for r in rows if r["usage (USD)"]) == sum(cells)
+    # the readings CSV: every reading, the last one what the page shows
+    readings_csv = list(csv.DictReader(io.StringIO(
+        client.get("/billing/history.csv").get_data(as_text=True))))
+    assert len(readings_csv) == len(readings)
+    shown_total = re.search(r'id="total-balance">([^<]+)<', html).group(1)
+    assert _money(shown_total) == D(readings_csv[-1]["total (USD)"])
+    assert readings_csv[-1]["plan name"] in ("Starter Pro", "Pro")
+
+    # the alert says the page's pace and the page's run-out date
+    _deliver_all(app)
+    alerts = [json.loads(b) for _, b in receiver.received]
+    runs_out, = [a for a in alerts if a["rule"] == "runs out soon"]
+    pace = re.search(r'id="pace">([^<]+)<', html).group(1)
+    date = re.search(r'id="runs-out-on">([^<]+)<', html).group(1)
+    assert f"({pace} a day" in runs_out["text"]
+    assert f"the balance runs out around {date}" in runs_out["text"]
+    assert f"${D(runs_out['figures']['pacePerDay']):,.2f}" == pace
+
+
+def test_a_mid_day_period_splits_its_first_day_and_the_reset_day(tmp_path, sandbox):
+    app = make_app(tmp_path, SANDBOX=sandbox)
+    readings = _mid_day_period_with_a_reset(datetime.now(timezone.utc))
+    _write(app, sandbox, readings)
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    this = client.get("/billing?range=period").get_data(as_text=True)
+    last = client.get("/billing?range=last-period").get_data(as_text=True)
+    reset_day = readings[-1][4]
+    label = f"{reset_day:%b} {reset_day.day}, {reset_day.year}"
+    assert re.search(rf'<th scope="row">{label} <span class="muted small">from 14:00 UTC', this)
+    until = re.search(rf'<th scope="row">{label} <span class="muted small">until 14:00 UTC'
+                      r'</span></th>\s*<td class="figure">([^<]+)(?:<span[^>]*>[^<]*</span>)?'
+                      r'</td>\s*<td class="figure">[^<]+</td><td class="figure">([^<]+)<', last)
+    # the old period's last day: its own closing balance, not the new period's
+    old_last = [r for r in readings if r[4] < reset_day][-1]
+    assert _money(until.group(2)) == old_last[2] + old_last[3]
+    # this period's table plus last period's add up to the whole of both, nothing twice
+    this_cells, _ = _table(this)
+    last_cells, _ = _table(last)
+    used_before = sum(D("0.50") for r in readings if r[4] < reset_day) - D("0.50")
+    assert sum(last_cells) == used_before
+    # the unknown is in dollars and words: none here, the old credits had run out
+    assert "0.000000" not in last and "Plus up to" not in last
+
+
+def test_unknowns_are_money_with_a_reason_in_the_table_and_bounds_in_the_csv(
+        tmp_path, sandbox):
+    """A reset with plan credits left: up to that much more, in dollars, and why."""
+    app = make_app(tmp_path, SANDBOX=sandbox)
+    now = datetime.now(timezone.utc)
+    start = (now - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    old, new = (start - timedelta(days=30), start), (start, start + timedelta(days=30))
+    _write(app, sandbox, [
+        (start - timedelta(hours=3), "starter-pro", D("36.427083"), D(50), *old),
+        (start - timedelta(hours=1), "starter-pro", D("36.427083"), D(50), *old),
+        (start + timedelta(hours=1), "starter-pro", D("98.00"), D(50), *new),
+        (now - timedelta(minutes=10), "starter-pro", D("97.00"), D(50), *new)])
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    last = client.get("/billing?range=last-period").get_data(as_text=True)
+    assert "$0.00 to $36.43" in last
+    assert "up to $36.43 more: the plan credits left at the last reading before the reset, " \
+           "used before it or expired at it" in last
+    assert "36.427083" not in last
+    assert "Part unknown: the readings cannot tell all of that day" in last  # the legend
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/billing/usage.csv?range=last-period").get_data(as_text=True))))
+    day = [r for r in rows if r["usage at most (USD)"] not in ("", r["usage (USD)"])]
+    assert [(r["usage (USD)"], r["usage at most (USD)"]) for r in day] == [("0.00", "36.43")]
+    this = client.get("/billing?range=period").get_data(as_text=True)
+    assert "$3.00</strong> used this period" in this  # exact: 100 granted, 97 left

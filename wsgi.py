@@ -1,9 +1,9 @@
-"""The WSGI entry point: ``gunicorn wsgi:app``."""
+"""The web process's entry point: ``gunicorn wsgi:app`` and ``flask --app wsgi run``."""
 import sys
 
-from webapp import ConfigError, create_app, start_web
+from webapp import ConfigError, create_app, serve
 
 try:
-    app = start_web(create_app())
+    app = serve(create_app())
 except ConfigError as exc:  # a deployment mistake: say which setting, not a traceback
     sys.exit(f"Configuration error: {exc}")

@@ -41,7 +41,7 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from webapp import create_app  # noqa: E402
+from webapp import create_app, prepare  # noqa: E402
 from webapp.giga import GigaClient  # noqa: E402
 from webapp.sandbox.state import PLANS, fresh_account  # noqa: E402
 
@@ -101,9 +101,9 @@ def app_env(upstream: Upstream, db: Path, **extra) -> dict:
 
 
 def build_app(upstream, db, **extra):
-    app = create_app(app_env(upstream, db, **extra))
+    app = prepare(create_app(app_env(upstream, db, **extra)))
     with app.app_context():
-        from webapp.users.service import create_user, UserError
+        from webapp.services.users import create_user, UserError
         try:
             create_user("viewer@bench.example", "viewer", PASSWORD)
         except UserError:
@@ -359,7 +359,7 @@ def signin_flood(tmp: Path, seconds: float, addresses: int = 20, attackers: int 
     db = tmp / "flood.db"
     app = build_app(upstream, db)
     with app.app_context():
-        from webapp.users.service import create_user
+        from webapp.services.users import create_user
         create_user("owner@bench.example", "finance", PASSWORD)
     proc, base = gunicorn("wsgi:app", app_env(upstream, db, TRUST_PROXY="1"), ROOT)
     stop = time.monotonic() + seconds

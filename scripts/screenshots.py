@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from webapp import create_app  # noqa: E402
+from webapp import create_app, prepare  # noqa: E402
 
 DOCS = ROOT / "docs"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -22,7 +22,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 def main():
     tmp = Path(tempfile.mkdtemp())
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp), "GIGA_SANDBOX": "1"})
+    app = prepare(create_app({"TESTING": True, "INSTANCE_PATH": str(tmp),
+                              "GIGA_SANDBOX": "1"}))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"

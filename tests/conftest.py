@@ -2,9 +2,13 @@
 runner, and ``auth`` so tests say ``auth.login("finance")``."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from webapp import create_app
+from webapp import create_app, prepare
 from webapp.sandbox import Sandbox
 from webapp.sandbox.server import RateLimiter
 
@@ -31,16 +35,41 @@ def sandbox(_sandbox_server):
     _sandbox_server.outage = False
 
 
+_MIGRATED: list[Path] = []
+
+
+def _migrated_database(path: Path) -> None:
+    """Put a copy of a database already at the schema's head at ``path``: migrating
+    one per test would cost every test the same second of Alembic."""
+    if not _MIGRATED:
+        folder = Path(tempfile.mkdtemp(prefix="migrated-"))
+        template = folder / "template.db"
+        app = prepare(create_app({"TESTING": True, "INSTANCE_PATH": str(folder),
+                                  "GIGA_API_KEY": "giga_sk_template",
+                                  "DATABASE_URL": f"sqlite:///{template}"}))
+        with app.app_context():
+            from webapp.extensions import db
+            with db.engine.connect() as conn:  # all of it in the one file
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.engine.dispose()
+        _MIGRATED.append(template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_MIGRATED[0], path)
+
+
 def make_app(tmp_path, **overrides):
     """The dashboard with test settings; handing it a running ``SANDBOX`` asks for
     sandbox mode (``GIGA_SANDBOX=1``), and ``DATABASE_URL`` is then its database."""
+    default_db = tmp_path / "test.db"
+    if "DATABASE_URL" not in overrides and not default_db.exists():
+        _migrated_database(default_db)
     config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "INSTANCE_PATH": str(tmp_path),
-              "DATABASE_URL": f"sqlite:///{tmp_path / 'test.db'}"}
+              "DATABASE_URL": f"sqlite:///{default_db}"}
     config.update(overrides)
     if "SANDBOX" in overrides:
         config.setdefault("GIGA_SANDBOX", "1")
         config.setdefault("SANDBOX_DATABASE_URL", config["DATABASE_URL"])
-    return create_app(config)
+    return prepare(create_app(config))  # as every process readies it
 
 
 @pytest.fixture
@@ -93,7 +122,7 @@ def fault_server():
 @pytest.fixture
 def fault_app(tmp_path, fault_server):
     """The dashboard against the misbehaving server, as against a real API key."""
-    from webapp.users.service import create_user
+    from webapp.services.users import create_user
 
     app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_test_fault",
                    BILLING_CACHE_TTL="0", UPSTREAM_DEADLINE="3", UPSTREAM_CONNECT_TIMEOUT="1",
@@ -153,3 +182,17 @@ def receiver():
     hook = WebhookReceiver()
     yield hook
     hook.close()
+
+
+#: test modules that start processes (gunicorn, flask, java), a browser or PostgreSQL
+SLOW_MODULES = {"test_scale_out.py", "test_alerts_unattended.py", "test_readme.py",
+                "test_gunicorn.py", "test_postgres.py", "test_markup.py", "test_migrations.py"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark what is slow, so ``pytest -m "not slow"`` runs the rest in a minute or two
+    while working (the README's test command still runs everything)."""
+    for item in items:
+        if item.path.name in SLOW_MODULES or item.get_closest_marker("browser") \
+                or "postgresql" in item.name:
+            item.add_marker(pytest.mark.slow)

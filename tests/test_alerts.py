@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from webapp.alerts.service import deliver_due
+from webapp.services.alerting.deliveries import deliver_due
 from webapp.extensions import db
 from webapp.models import Alert, AlertAttempt, AlertDelivery
 from webapp.settings import ConfigError, load_settings
-from webapp.users.service import create_user
+from webapp.services.users import create_user
 
 from .conftest import AuthActions, make_app
 
@@ -185,7 +185,7 @@ def test_several_processes_fire_exactly_once(tmp_path, sandbox, mailbox, receive
     config = dict(SANDBOX=sandbox, SMTP_URL=mailbox.url, ALERT_WEBHOOK_URL=receiver.url,
                   ALERT_SEND_EVERY="3600", DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}")
     apps = [make_app(tmp_path, **config) for _ in range(4)]
-    from webapp.alerts.service import evaluate
+    from webapp.services.alerting.deliveries import evaluate
     from webapp.giga.client import parse_billing
 
     for app in apps:  # each knows the plan list
@@ -244,7 +244,7 @@ def test_bad_rule_input_is_refused_by_the_field(alert_app, field, value, message
     resp = client.post("/alerts", data={field: value})
     assert resp.status_code == 422 and message in resp.get_data(as_text=True)
     with alert_app.app_context():
-        from webapp.alerts.rules import settings
+        from webapp.services.alerting.rules import settings
         assert settings().balance_below is None
 
 
@@ -293,7 +293,7 @@ def test_without_the_plan_list_the_other_rules_still_run_and_it_is_said_once(
                    ALERT_WEBHOOK_URL=receiver.url, ALERT_BALANCE_BELOW="200",
                    ALERT_POLL_WAIT="5")
     runner = app.test_cli_runner()
-    with caplog.at_level("WARNING", logger="webapp.alerts.service"):
+    with caplog.at_level("WARNING", logger="webapp.services.alerting.deliveries"):
         assert runner.invoke(args=["billing", "poll"]).exit_code == 0
         assert runner.invoke(args=["billing", "poll"]).exit_code == 0
     titles = [json.loads(body)["title"] for _, body in receiver.received]
@@ -336,7 +336,7 @@ def test_addresses_with_control_characters_or_beyond_the_column_are_refused(
     resp = admin.post("/alerts", data={"email_roles": ["finance"], "extra_emails": addresses})
     assert resp.status_code == 422 and message in resp.get_data(as_text=True)
     with alert_app.app_context():
-        from webapp.alerts.rules import settings
+        from webapp.services.alerting.rules import settings
         assert settings().extra_emails == ""
 
 
@@ -352,7 +352,7 @@ def test_without_a_mail_server_email_is_shown_off_and_kept(tmp_path, sandbox, re
     text = resp.get_data(as_text=True)
     assert "Alert rules saved." in text and "Email is off (no SMTP_URL)" in text
     with app.app_context():
-        from webapp.alerts.rules import settings
+        from webapp.services.alerting.rules import settings
         rules = settings()
         assert (rules.email_roles, rules.extra_emails) == ("finance,admin", "")
         assert rules.balance_below == 10

@@ -14,7 +14,7 @@ import pytest
 
 from webapp.extensions import db
 from webapp.models import AlertDelivery
-from webapp.users.service import create_user
+from webapp.services.users import create_user
 
 from .conftest import make_app
 from .support.processes import Gunicorn, flask, flask_started

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webapp.billing.amount import AmountError, parse_amount
+from webapp.services.amount import AmountError, parse_amount
 
 MIN, MAX = Decimal(5), Decimal(10000)
 

@@ -129,7 +129,7 @@ def test_cookie_is_secure_over_https(client):
 def test_deleted_user_is_signed_out(client, auth, app):
     auth.login("viewer")
     with app.app_context():
-        from webapp.users.service import delete_user
+        from webapp.services.users import delete_user
         delete_user("viewer@demo.test")
     assert client.get("/billing").status_code == 302
 
@@ -226,7 +226,7 @@ def test_live_sessions_per_user_are_capped_oldest_ended_first(app):
 
 
 def test_expired_sessions_are_purged_on_a_schedule_without_their_cookies(tmp_path, sandbox):
-    from webapp.auth.sessions import purge_expired
+    from webapp.services.sessions import purge_expired
     from webapp.clock import FrozenClock
     from webapp.models import UserSession
     from .conftest import make_app

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from webapp.billing.forecast import forecast
+from webapp.services.forecast import forecast
 from webapp.formatting import money
 from webapp.giga import Billing, Plan
 
@@ -216,6 +216,6 @@ def test_cached_page_follows_role_changes(client, auth, app):
     auth.login("finance")
     assert 'action="/billing/topup' in client.get("/billing").get_data(as_text=True)
     with app.app_context():
-        from webapp.users.service import set_role
+        from webapp.services.users import set_role
         set_role("finance@demo.test", "viewer")
     assert 'action="/billing/topup' not in client.get("/billing").get_data(as_text=True)

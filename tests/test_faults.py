@@ -47,7 +47,7 @@ def test_refused_connection_page(fault_app, tmp_path):
     app = make_app(tmp_path / "r", GIGA_API_URL=f"http://127.0.0.1:{port}", GIGA_API_KEY="k",
                    UPSTREAM_DEADLINE="3")
     with app.app_context():
-        from webapp.users.service import create_user
+        from webapp.services.users import create_user
         create_user("v@example.com", "viewer", "long-enough-pw")
     client = app.test_client()
     client.post("/signin", data={"email": "v@example.com", "password": "long-enough-pw"})

@@ -92,7 +92,7 @@ def _upgrade_mid_period(now):
 def _deliver_all(app):
     """Send what is due, here or by the app's own worker thread (which a new alert wakes
     and which may be mid-send): wait until nothing is left pending."""
-    from webapp.alerts.service import deliver_due
+    from webapp.services.alerting.deliveries import deliver_due
     from webapp.models import AlertDelivery
     with app.app_context():
         for _ in range(100):

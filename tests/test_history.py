@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from webapp.extensions import db
-from webapp.history.seed import seed
-from webapp.history.usage import MAX_INTERVAL, Snapshot, daily, interval, recent_pace
+from webapp.services.history.seed import seed
+from webapp.services.history.usage import MAX_INTERVAL, Snapshot, daily, interval, recent_pace
 from webapp.models import AuditEntry, BalanceSnapshot
 
 D = Decimal
@@ -143,7 +143,7 @@ def test_a_page_view_records_a_snapshot_and_an_unchanged_one_only_moves_on(
 
 def test_history_keeps_only_history_days(tmp_path, sandbox):
     from .conftest import make_app
-    from webapp.history.service import record
+    from webapp.services.history.readings import record
     from webapp.giga.client import parse_billing
 
     app = make_app(tmp_path, SANDBOX=sandbox, HISTORY_DAYS="2")

@@ -69,7 +69,7 @@ def test_flows_on_postgresql(pg_app, sandbox):
 def test_two_admins_demoting_each_other_at_once_leave_one(pg_app):
     """The last-admin guard holds under concurrency: the admin rows are locked first."""
     from webapp.models import User
-    from webapp.users.service import create_user
+    from webapp.services.users import create_user
     from .support.races import demote_each_other
     with pg_app.app_context():
         create_user("second@example.com", "admin", "violet-anchor-meadow-42")

@@ -140,3 +140,25 @@ def test_the_url_password_never_shows(redis_server):
         load_settings({"REDIS_URL": "http://:hunter2-secret@h", "GIGA_API_KEY": "k"},
                       {"TESTING": True})
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("planted", [
+    {"planCreditsRemaining": "74.505"},                    # finer than a cent
+    {"totalBalance": "1e12"},                               # beyond any account
+    {"currentPeriodEnd": "2020-01-01T00:00:00+00:00"},      # ends before it starts
+    {"prepaidBalance": "plenty"},                           # a word where money belongs
+])
+def test_a_cached_balance_passes_the_same_checks_as_the_apis(redis_server, fault_server,
+                                                             planted):
+    """One decoder: a value in Redis that the client would refuse from the API is
+    ignored, and the balance is read upstream again."""
+    gw = _gateway(make_store(redis_server.url), fault_server)
+    gw.billing(time.monotonic() + 3)
+    with redis_server.client() as r:
+        [key] = r.keys("giga:*:billing")
+        doc = json.loads(r.get(key))
+        doc["value"].update(planted)
+        r.set(key, json.dumps(doc))
+    reading = gw.billing(time.monotonic() + 3)
+    assert reading.value.plan_credits_remaining == Decimal("74.5")
+    assert fault_server.count("/api/billing") == 2

@@ -97,7 +97,7 @@ def test_demoted_user_loses_rights_at_once(client, auth, app, sandbox):
     auth.login("finance")
     assert client.get("/audit").status_code == 200
     with app.app_context():
-        from webapp.users.service import set_role
+        from webapp.services.users import set_role
         set_role("finance@demo.test", "viewer")
     assert client.get("/audit").status_code == 403
     resp = client.post("/billing/topup", data={"amount": "50", "nonce": "h" * 24})

@@ -119,17 +119,18 @@ def test_flask_sandbox_spend_and_reset(runner, sandbox):
 def test_sandbox_users_never_reach_the_real_database(tmp_path, sandbox, fault_server):
     """Demo accounts, and anyone added while signed in as one, live in the sandbox's
     own database (instance/sandbox.db), never the real one."""
-    from webapp import create_app
+    from webapp import create_app, prepare
     from webapp.models import User
 
     base = {"TESTING": True, "WTF_CSRF_ENABLED": False, "INSTANCE_PATH": str(tmp_path)}
-    demo = create_app({**base, "GIGA_SANDBOX": "1", "SANDBOX": sandbox}).test_client()
+    demo = prepare(create_app({**base, "GIGA_SANDBOX": "1", "SANDBOX": sandbox})).test_client()
     demo.post("/signin", data={"email": "admin@demo.test", "password": "demo"})
     added = demo.post("/users", data={"email": "stays@example.com", "role": "admin",
                                       "password": "violet-anchor-meadow-42"})
     assert added.status_code == 302 and (tmp_path / "sandbox.db").exists()
 
-    real = create_app({**base, "GIGA_API_KEY": "giga_sk_live", "GIGA_API_URL": fault_server.url})
+    real = prepare(create_app({**base, "GIGA_API_KEY": "giga_sk_live",
+                               "GIGA_API_URL": fault_server.url}))
     assert real.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'dashboard.db'}"
     with real.app_context():
         assert User.query.count() == 0

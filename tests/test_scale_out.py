@@ -20,8 +20,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from webapp import create_app
-from webapp.users.service import create_user
+from webapp import create_app, prepare
+from webapp.services.users import create_user
 
 from .support.faultserver import error, healthy
 from .support.net import closed_port
@@ -44,9 +44,9 @@ class Servers:
                     "BILLING_CACHE_TTL": str(TTL), "UPSTREAM_GET_RETRIES": "0",
                     "BREAKER_THRESHOLD": str(THRESHOLD), "BREAKER_COOLDOWN": "120",
                     "UPSTREAM_DEADLINE": "3", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000"}
-        app = create_app({k: v for k, v in self.env.items() if k in (
+        app = prepare(create_app({k: v for k, v in self.env.items() if k in (
             "GIGA_API_URL", "GIGA_API_KEY", "SECRET_KEY", "DATABASE_URL")}
-            | {"INSTANCE_PATH": str(tmp)})
+            | {"INSTANCE_PATH": str(tmp)}))
         with app.app_context():
             for i in range(VIEWERS):
                 create_user(f"viewer{i}@example.com", "viewer", PASSWORD)

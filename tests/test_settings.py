@@ -102,7 +102,7 @@ def test_api_key_never_reaches_pages_or_logs(tmp_path, fault_server, caplog):
     app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_TOPSECRET")
     client = app.test_client()
     with app.app_context():
-        from webapp.users.service import create_user
+        from webapp.services.users import create_user
         create_user("a@example.com", "admin", "long-enough-pw")
     client.post("/signin", data={"email": "a@example.com", "password": "long-enough-pw"})
     pages = [client.get(p).get_data(as_text=True) for p in ("/billing", "/audit", "/users",

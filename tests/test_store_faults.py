@@ -16,13 +16,13 @@ from decimal import Decimal
 import pytest
 import sqlalchemy
 
-from webapp.audit.settlement import outbox, settle_kept
+from webapp.services.checkouts.settlement import outbox, settle_kept
 from webapp.extensions import db
-from webapp.history.service import record
+from webapp.services.history.readings import record
 from webapp.models import AuditEntry
-from webapp.users.service import create_user
+from webapp.services.users import create_user
 
-from .conftest import AuthActions, make_app
+from .conftest import make_app
 from .support.dblocks import PostgresTableLock, SqliteWriteLock, terminate_other_connections
 from .support.faultserver import BILLING, Respond, healthy
 from .test_migrations import drop_every_table

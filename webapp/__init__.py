@@ -1,24 +1,25 @@
 """The Usage & Billing dashboard for WithGiga accounts.
 
-``create_app`` reads like a table of contents: each ``register_*`` below
-wires one concern, in the order a request meets them.
+``create_app`` only assembles: settings, extensions, the upstream, the
+pages, the error pages, the commands. It starts no thread and opens no
+socket; what runs is started in one named place for each kind of process
+(``processes``: ``serve`` for a web process, ``prepare`` for every
+process, commands and tests included).
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-from decimal import Decimal
 import sys
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import click
 from flask import Flask, redirect, url_for
 
+from .processes import prepare, serve
 from .settings import ConfigError, load_settings
 
-__all__ = ["create_app", "start_web", "ConfigError"]
+__all__ = ["create_app", "serve", "prepare", "ConfigError"]
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +32,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     Raises ``ConfigError`` when a setting is missing or malformed (under the
     ``flask`` command, a plain "Error: ..." and exit status 1 instead of a traceback).
     """
-    try:
-        settings = load_settings(overrides=overrides)
-    except ConfigError as exc:
-        if click.get_current_context(silent=True) is not None:
-            raise click.ClickException(str(exc)) from None
-        raise
-    app = Flask(__name__, template_folder="../templates", static_folder="../static",
-                instance_path=settings["INSTANCE_PATH"])
-    app.config.update(settings)
-    configure_logging(app)
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    configure(app, overrides)
     register_sandbox(app)
     register_extensions(app)
     register_static(app)
@@ -50,43 +43,20 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_template_helpers(app)
     register_commands(app)
-    init_database(app)
-    if _serving_with_flask_run():
-        start_web(app)
     return app
 
 
-def start_web(app: Flask) -> Flask:
-    """What a web process runs besides answering requests: the background worker
-    (``webapp.background``), from its start, so a delivery queued by any process
-    (the poller, another server, a retry) goes out within ``ALERT_SEND_EVERY``
-    whether or not anyone opens a page, and checkout settlements kept while the
-    database was busy are written as soon as it is back.
-
-    ``wsgi.py`` calls this for gunicorn; ``create_app`` for ``flask run``. Under
-    any other ``flask`` command (``flask --app wsgi billing poll``…) it does
-    nothing: that command runs what it needs itself.
-    """
-    from .background import worker
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None and ctx.info_name != "run":
-        return app
-    worker(app)
-    if sandbox := app.extensions.get("sandbox"):
-        sandbox.start()  # the checkout page must be there before anyone is sent to it
-        if not app.config["TESTING"]:
-            print("\n  Sandbox mode (GIGA_SANDBOX=1): the dashboard talks to a built-in\n"
-                  f"  billing API at {sandbox.url} (no real money).\n"
-                  "  Sign in as admin@demo.test, finance@demo.test or viewer@demo.test,\n"
-                  "  password: demo\n", file=sys.stderr, flush=True)
-    return app
-
-
-def _serving_with_flask_run() -> bool:
-    """Whether this app is being built by ``flask run`` (and not ``flask users``…)."""
-    ctx = click.get_current_context(silent=True)
-    return ctx is not None and ctx.info_name == "run"
+def configure(app, overrides):
+    """The settings (``settings.load_settings``) into ``app.config``, and the log format."""
+    try:
+        settings = load_settings(overrides=overrides)
+    except ConfigError as exc:
+        if click.get_current_context(silent=True) is not None:
+            raise click.ClickException(str(exc)) from None
+        raise
+    app.instance_path = settings["INSTANCE_PATH"]
+    app.config.update(settings)
+    configure_logging(app)
 
 
 def configure_logging(app):
@@ -102,7 +72,7 @@ def configure_logging(app):
 
 def register_sandbox(app):
     """With ``GIGA_SANDBOX=1`` (and no key), the built-in sandbox (a test hands in one
-    it started); it serves from the first API call, or from ``start_web``."""
+    it started); it serves from the first API call, or from ``processes.serve``."""
     if not app.config["SANDBOX_MODE"]:
         app.config["CHECKOUT_ALLOWED_ORIGINS"] = ()
         if app.config["SANDBOX_IGNORED"]:
@@ -110,6 +80,7 @@ def register_sandbox(app):
                         "talks to %s with real money", app.config["GIGA_API_URL"])
         return
     from .sandbox import Sandbox
+    from .services.checkouts.start import checkout_started
 
     sandbox = app.config.get("SANDBOX")
     if sandbox is None:
@@ -120,12 +91,14 @@ def register_sandbox(app):
     app.config["GIGA_API_KEY"] = sandbox.api_key
     # the sandbox checkout page is on loopback over http: allowed here, and only here
     app.config["CHECKOUT_ALLOWED_ORIGINS"] = sandbox.checkout_origins()
-    # each checkout returns to the dashboard that started it (see billing.actions)
-    app.extensions["checkout_started"] = sandbox.note_return
+    # each checkout returns to the dashboard that started it (the payment path only
+    # says a checkout started; the sandbox listens)
+    checkout_started.connect(lambda _app, checkout_url, return_url:
+                             sandbox.note_return(checkout_url, return_url), app, weak=False)
 
 
 def register_extensions(app):
-    from .auth.sessions import init_login
+    from .services.sessions import init_login
     from .database import engine_options
     from .extensions import compress, csrf, db, migrate
 
@@ -157,8 +130,8 @@ def register_upstream(app):
     from .clock import Clock
     from .gateway import BillingGateway, make_store
     from .giga import GigaClient
-    from .audit.outbox import Outbox
-    from .readings import reading_arrived
+    from .services.checkouts.outbox import Outbox
+    from .services.arrivals import reading_arrived
 
     cfg = app.config
     clock = cfg.get("CLOCK") or Clock()
@@ -195,21 +168,17 @@ def register_security(app):
 
 
 def register_blueprints(app):
-    from .audit import bp as audit_bp
-    from .auth import bp as auth_bp
-    from .billing import bp as billing_bp
-    from .alerts import bp as alerts_bp
-    from .history import bp as history_bp
-    from .metrics import bp as metrics_bp
-    from .users import bp as users_bp
+    """One blueprint a page package, each beside its routes (``<package>.views.bp``)."""
+    from .alerts.views import bp as alerts_bp
+    from .audit.views import bp as audit_bp
+    from .auth.views import bp as auth_bp
+    from .billing.views import bp as billing_bp
+    from .exports.views import bp as exports_bp
+    from .metrics.views import bp as metrics_bp
+    from .users.views import bp as users_bp
 
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(billing_bp)
-    app.register_blueprint(history_bp)
-    app.register_blueprint(alerts_bp)
-    app.register_blueprint(metrics_bp)
-    app.register_blueprint(audit_bp)
-    app.register_blueprint(users_bp)
+    for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp):
+        app.register_blueprint(bp)
 
     @app.get("/")
     def index():
@@ -217,9 +186,12 @@ def register_blueprints(app):
 
 
 def register_errorhandlers(app):
-    from .errors import init_errorhandlers
+    from .errors import init_errorhandlers, render_store_busy
+    from .services.trail import TrailUnavailable
 
     init_errorhandlers(app)
+    # the trail could not be read or written: nothing that needed it went on
+    app.register_error_handler(TrailUnavailable, lambda exc: render_store_busy())
 
 
 def register_template_helpers(app):
@@ -229,74 +201,10 @@ def register_template_helpers(app):
 
 
 def register_commands(app):
-    from .history.cli import billing_cli
-    from .sandbox.cli import sandbox_cli
-    from .users.cli import users_cli
+    from .commands.billing import billing_cli
+    from .commands.sandbox import sandbox_cli
+    from .commands.users import users_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(billing_cli)
     app.cli.add_command(sandbox_cli)
-
-
-def init_database(app):
-    """Bring the schema up to date (Alembic migrations), then seed demo users in
-    sandbox mode or remove them otherwise."""
-    from .database import prepare
-    from .extensions import db
-    from .users.service import sync_demo_users
-
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-    sqlite_file = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
-    if sqlite_file:
-        # a newcomer's first run: the instance/ folder does not exist yet
-        Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
-    with app.app_context():
-        with _one_migrator(sqlite_file):
-            _upgrade_schema()
-            prepare(db.engine)
-            if app.config.get("SANDBOX_SEED_HISTORY"):
-                _seed_sandbox_history(app)
-        sync_demo_users(app.config["SANDBOX_MODE"])
-
-
-@contextmanager
-def _one_migrator(sqlite_file: str | None):
-    """Let one process at a time migrate a SQLite file (PostgreSQL takes an
-    advisory lock in ``migrations/env.py`` instead)."""
-    if not sqlite_file:
-        yield
-        return
-    with open(sqlite_file + ".migrate-lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _seed_sandbox_history(app):
-    """A month of past sandbox readings, once, so the usage chart has bars at once."""
-    from .giga.client import parse_billing
-    from .history import seed
-    from .history.service import latest
-    from .sandbox import PLANS
-
-    if latest() is not None:
-        return
-    billing = parse_billing({"billing": app.extensions["sandbox"].state.billing()})
-    monthly = next((p["monthlyCredits"] for p in PLANS if p["id"] == billing.plan), None)
-    if isinstance(monthly, (int, Decimal)):
-        seed.seed(billing, Decimal(monthly), app.extensions["clock"].now())
-
-
-def _upgrade_schema():
-    """``flask db upgrade``, quietly: at start nothing needs saying unless it fails."""
-    alembic_log = logging.getLogger("alembic")
-    level = alembic_log.level
-    alembic_log.setLevel(logging.WARNING)
-    try:
-        from flask_migrate import upgrade
-
-        upgrade()
-    finally:
-        alembic_log.setLevel(level)

@@ -139,12 +139,6 @@ def init_errorhandlers(app):
         log.warning("upstream fault: %r", exc)
         return render_upstream_error(exc)
 
-    from .audit.service import AuditWriteError
-
-    @app.errorhandler(AuditWriteError)
-    def not_recorded(exc):  # a refusal could not be put on record: nothing was done
-        return render_store_busy()
-
     for unavailable in UNAVAILABLE:
         @app.errorhandler(unavailable)
         def store_unavailable(exc):

@@ -35,11 +35,11 @@ def day(value: datetime | date) -> str:
     return f"{value:%b} {value.day}, {value.year}"
 
 
-def clock(value: datetime) -> str:
+def time_utc(value: datetime) -> str:
     """``14:05 UTC``."""
     return value.astimezone(timezone.utc).strftime("%H:%M UTC")
 
 
 def init_formatting(app):
-    app.jinja_env.filters.update(money=money, number=number, day=day, clock=clock)
+    app.jinja_env.filters.update(money=money, number=number, day=day, time_utc=time_utc)
     app.jinja_env.tests["word"] = lambda v: isinstance(v, str)

@@ -108,7 +108,7 @@ class AuditEntry(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     user_email: Mapped[str] = mapped_column(String(254))
     user_role: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(32))  # one of audit.service.ACTIONS
+    action: Mapped[str] = mapped_column(String(32))  # one of services.trail.ACTIONS
     amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
     #: a refused top-up's amount as it was typed (trimmed), so a reviewer sees what was tried
     amount_typed: Mapped[str | None] = mapped_column(String(40), nullable=True)

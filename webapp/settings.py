@@ -175,10 +175,39 @@ def _redis_url(raw) -> str | None:
     return url
 
 
+#: where plain http (a webhook) or plain SMTP may go: this machine only
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` may not receive alerts, or ``None`` when it may (https; http on loopback)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a bad port raises)
+    except ValueError:
+        return "it does not parse as a URL"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in LOOPBACK:
+        return None
+    return "it must use https (plain http only to this machine's loopback address)"
+
+
+def smtp_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot send mail, or ``None`` (smtp:// with STARTTLS, smtps://, or
+    plain smtp:// on loopback only)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return "it does not parse as a URL"
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        return "it must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"
+    return None
+
+
 def _alert_settings(cfg, raw):
     """The alert channels and the rules seeded from the environment."""
-    from .alerts.channels import smtp_url_problem, webhook_url_problem
-
     for name in ("SMTP_URL", "ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_SECRET", "PUBLIC_URL",
                  "METRICS_TOKEN"):
         cfg[name] = (str(raw[name]).strip() or None) if raw[name] is not None else None
@@ -216,9 +245,31 @@ def load_settings(environ=None, overrides=None) -> dict:
     raw = {k: overrides.get(k, environ.get(k, v)) for k, v in DEFAULTS.items()}
     testing = bool(overrides.get("TESTING", False))
     instance = Path(overrides.get("INSTANCE_PATH", INSTANCE))
-
     cfg = dict(overrides)
     cfg["TESTING"] = testing
+    _upstream_settings(cfg, raw, testing)
+    cfg["SECRET_KEY"] = _secret_key(cfg, raw["SECRET_KEY"], instance, testing)
+    _numbers(cfg, raw)
+    cfg["REDIS_URL"] = _redis_url(raw["REDIS_URL"])
+    _alert_settings(cfg, raw)
+    # sandbox mode keeps its demo users (and any user made while signed in as
+    # one) in a database of its own, never in the real one
+    cfg["SQLALCHEMY_DATABASE_URI"] = (
+        _database_url(raw["SANDBOX_DATABASE_URL"] or f"sqlite:///{instance / 'sandbox.db'}",
+                      instance)
+        if cfg["SANDBOX_MODE"] else _database_url(raw["DATABASE_URL"], instance))
+    cfg["SALES_URL"] = str(raw["SALES_URL"]).strip()
+    if urlsplit(cfg["SALES_URL"]).scheme not in ("http", "https"):
+        raise ConfigError("SALES_URL must be an http(s) address, like "
+                          "https://withgiga.ai/contact.")
+    cfg["SANDBOX_STATE_PATH"] = raw["SANDBOX_STATE_PATH"] or str(instance / "sandbox-state.json")
+    cfg["INSTANCE_PATH"] = str(instance)
+    return cfg
+
+
+def _upstream_settings(cfg, raw, testing):
+    """The key, the mode (sandbox only when asked for and no key is set) and the API's
+    address. Raises ``ConfigError``."""
     key = str(raw["GIGA_API_KEY"] or "").strip() or None
     sandbox_asked = _flag("GIGA_SANDBOX", raw["GIGA_SANDBOX"])
     if key is None and not sandbox_asked:
@@ -234,11 +285,13 @@ def load_settings(environ=None, overrides=None) -> dict:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"GIGA_API_URL must be an http(s) URL, got {url!r}.")
     if parts.scheme == "http" and not cfg["SANDBOX_MODE"] and not testing \
-            and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            and parts.hostname not in LOOPBACK:
         raise ConfigError("GIGA_API_URL must use https: the API key travels with every request.")
     cfg["GIGA_API_URL"] = url
 
-    secret = raw["SECRET_KEY"]
+
+def _secret_key(cfg, secret, instance: Path, testing: bool) -> str:
+    """``SECRET_KEY``: required and strong with a real key. Raises ``ConfigError``."""
     if not cfg["SANDBOX_MODE"] and not testing:
         if not secret:
             raise ConfigError("SECRET_KEY is required when GIGA_API_KEY is set. Generate one "
@@ -246,8 +299,11 @@ def load_settings(environ=None, overrides=None) -> dict:
         if problem := _secret_key_problem(secret):
             raise ConfigError(f"SECRET_KEY is too weak: {problem}. Generate one with: "
                               f"{MAKE_A_SECRET}")
-    cfg["SECRET_KEY"] = secret or _sandbox_secret(instance, testing)
+    return secret or _sandbox_secret(instance, testing)
 
+
+def _numbers(cfg, raw):
+    """Limits, lifetimes and amounts. Raises ``ConfigError``."""
     cfg["CHECKOUT_ALLOWED_HOSTS"] = _hosts(raw["CHECKOUT_ALLOWED_HOSTS"])
     cfg["RECHARGE_MIN"] = _money("RECHARGE_MIN", raw["RECHARGE_MIN"])
     cfg["RECHARGE_MAX"] = _money("RECHARGE_MAX", raw["RECHARGE_MAX"])
@@ -268,23 +324,8 @@ def load_settings(environ=None, overrides=None) -> dict:
     if cfg["UPSTREAM_RESERVED_FOR_ACTIONS"] >= cfg["UPSTREAM_BUDGET_PER_MINUTE"]:
         raise ConfigError("UPSTREAM_RESERVED_FOR_ACTIONS must be below "
                           "UPSTREAM_BUDGET_PER_MINUTE: page views need some of the budget too.")
-    cfg["REDIS_URL"] = _redis_url(raw["REDIS_URL"])
-    _alert_settings(cfg, raw)
     if cfg["STALE_MAX_AGE"] > 3600:
         raise ConfigError("STALE_MAX_AGE must be at most 3600 seconds: old figures mislead.")
-    # sandbox mode keeps its demo users (and any user made while signed in as
-    # one) in a database of its own, never in the real one
-    cfg["SQLALCHEMY_DATABASE_URI"] = (
-        _database_url(raw["SANDBOX_DATABASE_URL"] or f"sqlite:///{instance / 'sandbox.db'}",
-                      instance)
-        if cfg["SANDBOX_MODE"] else _database_url(raw["DATABASE_URL"], instance))
-    cfg["SALES_URL"] = str(raw["SALES_URL"]).strip()
-    if urlsplit(cfg["SALES_URL"]).scheme not in ("http", "https"):
-        raise ConfigError("SALES_URL must be an http(s) address, like "
-                          "https://withgiga.ai/contact.")
-    cfg["SANDBOX_STATE_PATH"] = raw["SANDBOX_STATE_PATH"] or str(instance / "sandbox-state.json")
-    cfg["INSTANCE_PATH"] = str(instance)
-    return cfg
 
 
 def _sandbox_secret(instance: Path, testing: bool) -> str:

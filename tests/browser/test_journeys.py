@@ -143,7 +143,7 @@ def test_finance_reads_the_chart_pays_and_reconciles(page, live, tmp_path):
     from datetime import datetime, timedelta, timezone
 
     from webapp.giga.client import parse_billing
-    from webapp.history.seed import seed
+    from webapp.services.history.seed import seed
 
     with live.app.app_context():
         seed(parse_billing({"billing": live.sandbox.state.billing()}), Decimal(100),

@@ -5,7 +5,7 @@ import threading
 def demote_each_other(app, first: str, second: str) -> list[str]:
     """Two admins demote each other at the same moment; returns the two outcomes
     (``demoted`` / ``refused``), sorted."""
-    from webapp.users.service import UserError, set_role
+    from webapp.services.users import UserError, set_role
 
     barrier = threading.Barrier(2)
     outcomes = {}

@@ -1,7 +1,2 @@
-"""Alerts before the credit runs out: the rules, the channels (email, webhook),
-deliveries with retries, and the Alerts page."""
-from flask import Blueprint
-
-bp = Blueprint("alerts", __name__, url_prefix="/alerts")
-
-from . import views  # noqa: E402,F401  (registers the routes on bp)
+"""The Alerts page: the rules an admin sets, where alerts go, what was sent
+(``views.bp``); ``receiver`` is a webhook receiver to try them with."""

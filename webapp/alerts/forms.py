@@ -7,7 +7,7 @@ from wtforms import (IntegerField, SelectChoice, SelectMultipleField, StringFiel
 from wtforms.validators import NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..billing.amount import AmountError, parse_amount
+from ..services.amount import AmountError, parse_amount
 from ..security import has_control_characters
 
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")

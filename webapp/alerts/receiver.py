@@ -12,7 +12,7 @@ import http.server
 import json
 import os
 
-from .channels import SIGNATURE_HEADER, signature
+from ..services.alerting.channels import SIGNATURE_HEADER, signature
 
 
 def main(argv=None):

@@ -1,15 +1,17 @@
-from flask import current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..audit import service as audit
-from ..auth.roles import permission_required
+from ..services import trail as audit
+from ..services import limits
+from ..services.access import permission_required
 from ..clock import app_clock
 from ..extensions import db
 from ..errors import render_error
-from . import bp
 from .forms import AlertRulesForm, SendTestForm
-from .rules import describe, settings
-from .service import configured, deliveries_of, recent, send_test, targets
+from ..services.alerting.rules import describe, settings
+from ..services.alerting.deliveries import configured, deliveries_of, recent, send_test, targets
+
+bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
 
 def _page(form, status=200):
@@ -70,12 +72,11 @@ def test():
         return render_error(409, "No channel configured", "Set SMTP_URL or ALERT_WEBHOOK_URL "
                             "first; there is nowhere to send a test alert.")
     # each admin may send one test a minute: a button must not flood an inbox
-    taken, wait = current_app.extensions["giga_store"].take(
-        f"alert-test:{current_user.id}", 1, 60)
+    taken, wait = limits.take("alert-test")
     if not taken:
-        return render_error(429, "Test alert already sent", "A test alert was sent a moment "
-                            "ago. Wait a minute before sending another.", retry_after=int(wait) + 1,
-                            back=(url_for("alerts.index"), "Back to Alerts"))
+        return limits.too_many("Test alert already sent", "A test alert was sent a moment ago. "
+                               "Wait a minute before sending another.", wait,
+                               back=(url_for("alerts.index"), "Back to Alerts"))
     send_test(current_app._get_current_object(), app_clock().now(), current_user.email)
     flash("Test alert queued; its delivery status shows below in a few seconds.", "success")
     return redirect(url_for("alerts.index"), 303)

@@ -6,7 +6,7 @@ from wtforms import DateField, IntegerField, SearchField, SelectChoice, SelectFi
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from ..security import has_control_characters
-from .service import ACTIONS
+from ..services.trail import ACTIONS
 
 #: dates the trail can hold; anything else is a typo (and 9999-12-31 + 1 day overflows)
 EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)

@@ -3,18 +3,19 @@ every entry; download every matching row."""
 from datetime import datetime, time, timedelta, timezone
 from math import ceil
 
-from flask import render_template, request
+from flask import Blueprint, render_template, request
 from sqlalchemy import func, select
 
-from ..auth.roles import permission_required
-from ..billing.overview import gateway
-from ..clock import app_clock as clock
+from ..services.access import permission_required
+from ..services.account import plan_names
+from ..clock import app_clock
 from ..downloads import csv_download
 from ..extensions import db
-from ..history.service import checkout_status
+from ..services.checkouts.reconcile import checkout_status
 from ..models import AuditEntry
-from . import bp
 from .forms import AuditFilterForm
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
 
 PAGE_SIZE = 50
 CSV_COLUMNS = ("time (UTC)", "email", "role", "action", "amount (USD)", "amount typed",
@@ -59,8 +60,8 @@ def trail():
     rows = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     return render_template("audit/trail.html", rows=rows, form=form, links=_links(form),
                            page=page, pages=pages, total=total,
-                           plan_names=gateway().plan_names(),
-                           status=checkout_status, now=clock().now())
+                           plan_names=plan_names(),
+                           status=checkout_status, now=app_clock().now())
 
 
 def _stamp(when) -> str:
@@ -81,7 +82,7 @@ def csv_row(entry: AuditEntry, now) -> tuple:
 def export():
     """Every matching row, streamed in batches: never cut short, never all in memory."""
     _, query = _filters()
-    now = clock().now()
+    now = app_clock().now()
 
     def rows():  # run inside the stream, after the request's own session work is done
         yield CSV_COLUMNS

@@ -1,6 +1,1 @@
-"""Sign-in, sign-out, sessions and the role guard."""
-from flask import Blueprint
-
-bp = Blueprint("auth", __name__)
-
-from . import views  # noqa: E402,F401  (registers the routes on bp)
+"""Sign-in and sign-out, with throttling that cannot lock an owner out (``views.bp``)."""

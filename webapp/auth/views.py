@@ -1,4 +1,4 @@
-from flask import current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -6,9 +6,11 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import User
 from ..security import is_safe_next
-from . import bp, throttle
+from . import throttle
 from .forms import SignInForm
-from .sessions import end_session, start_session
+from ..services.sessions import end_session, start_session
+
+bp = Blueprint("auth", __name__)
 
 GENERIC_FAILURE = "Wrong email or password."
 DUMMY_HASH = generate_password_hash("not-a-real-password")

@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField, SubmitField, ValidationError
 from wtforms.validators import DataRequired
 
-from .amount import AmountError, parse_amount
+from ..services.amount import AmountError, parse_amount
 
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 

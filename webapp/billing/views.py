@@ -1,69 +1,49 @@
+"""The billing page: the balance gauge, the forecast, the usage chart, the plan cards,
+and the top-up and plan-change forms that start a checkout."""
 import secrets
-from functools import partial
 
-from flask import abort, current_app, render_template, request, session
+from flask import Blueprint, abort, current_app, render_template, request
 from flask_login import current_user
 
-from ..audit import service as audit
-from ..auth.roles import permission_required
 from ..errors import render_error, render_upstream_error
-from ..formatting import money
-from ..gateway import UpstreamFault
-from ..history.report import DEFAULT_RANGE, RANGES, page_history
-from ..clock import app_clock as clock
-from ..formatting import clock as clock_format
-from ..history.service import (CREDITED, PLAN_CHANGED, checkout_seen, mark_cancelled,
-                               pending_checkouts)
-from . import bp
-from .actions import RETURNING_FROM, refuse, start_checkout
-from .amount import range_text
+from ..giga import GigaError
+from ..services import checkouts, trail
+from ..services.access import permission_required
+from ..services.account import load_overview, plan_names
+from ..services.checkouts.reconcile import pending_checkouts
+from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
+from ..services.amount import range_text
 from .forms import ChangePlanForm, TopUpForm
-from .overview import gateway, load_overview
+
+bp = Blueprint("billing", __name__, url_prefix="/billing")
 
 PRESETS = ("25", "50", "100", "500")
 #: how much of a refused amount the audit trail keeps
 TYPED_MAX = 40
-RETURN_NOTICES = {
-    # the balance below already shows it (a reading reconciled the checkout)
-    "seen": ("success", "Thank you. {What} is {done}: the figures below include it."),
-    "success": ("success", "Thank you. Your payment for {what} is being processed; it is not "
-                "in the figures below yet (read at {read}). Reload in a minute to see it."),
-    "cancel": ("info", "Checkout of {what} was cancelled. Nothing was charged and your balance "
-               "is unchanged."),
-}
-#: how a checkout shows once the balance has it
-DONE = {CREDITED: "credited", PLAN_CHANGED: "done"}
+
+
+@bp.context_processor
+def checkout_name():
+    """Where the payer goes: Stripe Checkout for real, the sandbox's own page otherwise."""
+    sandbox = current_app.config["SANDBOX_MODE"]
+    return {"checkout_name": "the sandbox's checkout page" if sandbox else "Stripe Checkout"}
 
 
 def _new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _return_notice(outcome: str, started: dict, overview) -> tuple[str, str]:
-    """What to say to a user back from checkout, matching the figures under it: a paid
-    checkout the fresh reading already shows is "credited" (or "done"), else "being
-    processed"."""
-    what = started["what"]
-    if outcome == "success":
-        seen = checkout_seen(started["entry"])
-        if seen in DONE:
-            kind, text = RETURN_NOTICES["seen"]
-            return kind, text.format(What=what[0].upper() + what[1:], done=DONE[seen])
-    kind, text = RETURN_NOTICES[outcome]
-    return kind, text.format(what=what, read=clock_format(overview.fetched_at))
-
-
-def render_dashboard(form=None, *, status=200, fresh=False, returning=None):
+def render_dashboard(form=None, *, status=200, back=None):
     """The billing page; an upstream fault on the balance read gets the error page.
 
-    ``returning``: ``(outcome, started)`` for a user back from a checkout they
-    started, whose notice is worked out after the fresh reading.
+    ``back``: a ``checkouts.Return`` for a user back from a checkout they started,
+    whose notice is worked out after the (fresh) reading.
     """
     try:
-        overview = load_overview(fresh=fresh)
-    except UpstreamFault as exc:
+        overview = load_overview(fresh=back is not None and back.wants_fresh_figures)
+    except GigaError as exc:
         return render_upstream_error(exc)
-    notice = _return_notice(*returning, overview) if returning else None
+    notice = checkouts.notice(back, overview.fetched_at) if back else None
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
                            overview.now, overview.known_plans)
     cfg = current_app.config
@@ -83,16 +63,7 @@ def render_dashboard(form=None, *, status=200, fresh=False, returning=None):
 @bp.get("")
 @permission_required("view")
 def dashboard():
-    outcome = request.args.get("checkout")
-    # a notice, and a fresh read, only for the user coming back from a checkout this
-    # session started, once: a link with ?checkout=success alone does neither, so no
-    # one can spend the shared upstream budget by reloading it
-    started = session.pop(RETURNING_FROM, None) if outcome in ("success", "cancel") else None
-    if not isinstance(started, dict):
-        return render_dashboard()
-    if outcome == "cancel":  # they said so on the checkout page: not a pending payment
-        mark_cancelled(started["entry"], current_user.email, clock().now())
-    return render_dashboard(fresh=outcome == "success", returning=(outcome, started))
+    return render_dashboard(back=checkouts.came_back(request.args.get("checkout")))
 
 
 def _typed_amount() -> str:
@@ -101,8 +72,8 @@ def _typed_amount() -> str:
 
 
 def _refuse_top_up(*_args, **_kw):
-    return refuse(audit.TOP_UP, "refused: role", amount_typed=_typed_amount(),
-                  detail="role may not top up")
+    return checkouts.refuse(trail.TOP_UP, "refused: role", amount_typed=_typed_amount(),
+                            detail="role may not top up")
 
 
 @bp.post("/topup")
@@ -111,12 +82,10 @@ def top_up():
     form = TopUpForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return refuse(audit.TOP_UP, "refused: invalid input", amount_typed=_typed_amount(),
-                      detail=errors[:500]) or render_dashboard(form, status=422)
-    amount = form.decimal
-    return start_checkout(audit.TOP_UP, partial(gateway().top_up, amount),
-                          nonce=form.nonce.data, what=f"your {money(amount)} top-up",
-                          amount=amount)
+        return checkouts.refuse(trail.TOP_UP, "refused: invalid input",
+                                amount_typed=_typed_amount(), detail=errors[:500]) \
+            or render_dashboard(form, status=422)
+    return checkouts.start_top_up(form.decimal, form.nonce.data)
 
 
 def _plan_change_context(plan_id):
@@ -124,11 +93,11 @@ def _plan_change_context(plan_id):
     when it cannot go ahead; ``reason`` is the audit outcome."""
     try:
         overview = load_overview()
-    except UpstreamFault as exc:
-        return None, None, render_upstream_error(exc), audit.upstream_outcome(exc)
+    except GigaError as exc:
+        return None, None, render_upstream_error(exc), trail.upstream_outcome(exc)
     if overview.plans_error is not None:
         exc = overview.plans_error
-        return None, None, render_upstream_error(exc), audit.upstream_outcome(exc)
+        return None, None, render_upstream_error(exc), trail.upstream_outcome(exc)
     target = next((p for p in overview.plans if p.id == plan_id), None)
     if target is None:
         abort(404)
@@ -146,15 +115,15 @@ def _plan_change_context(plan_id):
 
 def _plan_names(*plan_ids) -> dict:
     """``plan_from_name`` / ``plan_to_name`` for the audit trail, from the plans last read."""
-    names = gateway().plan_names()
+    names = plan_names()
     return {f"plan_{end}_name": names.get(pid) for end, pid in zip(("from", "to"), plan_ids)
             if pid is not None}
 
 
 def _refuse_plan_change(plan_id):
     if request.method == "POST":
-        return refuse(audit.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
-                      **_plan_names(None, plan_id), detail="role may not change plan")
+        return checkouts.refuse(trail.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
+                                **_plan_names(None, plan_id), detail="role may not change plan")
     return None
 
 
@@ -176,17 +145,13 @@ def change_plan(plan_id):
     form = ChangePlanForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return refuse(audit.PLAN_CHANGE, "refused: invalid input", plan_to=plan_id[:200],
-                      **_plan_names(None, plan_id), detail=errors[:500]) or render_error(
+        return checkouts.refuse(trail.PLAN_CHANGE, "refused: invalid input",
+                                plan_to=plan_id[:200], **_plan_names(None, plan_id),
+                                detail=errors[:500]) or render_error(
             400, "Form not accepted", "This form is missing its one-time token. Go back, "
             "reload the page and try again.")
     overview, target, failure, reason = _plan_change_context(plan_id)
     if failure:
-        return refuse(audit.PLAN_CHANGE, reason, plan_to=plan_id[:200],
-                      **_plan_names(None, plan_id)) or failure
-    current = overview.current_plan
-    return start_checkout(audit.PLAN_CHANGE, partial(gateway().change_plan, target.id),
-                          nonce=form.nonce.data, what=f"the change to {target.name}",
-                          plan_from=overview.billing.plan, plan_to=target.id,
-                          plan_from_name=current.name if current else None,
-                          plan_to_name=target.name)
+        return checkouts.refuse(trail.PLAN_CHANGE, reason, plan_to=plan_id[:200],
+                                **_plan_names(None, plan_id)) or failure
+    return checkouts.start_plan_change(overview, target, form.nonce.data)

@@ -6,12 +6,12 @@ every call; the store behind it is ``MemoryStore`` (one process) or
 do raises a ``Declined`` of its own (``errors.py``).
 """
 from .codec import Reading
-from .errors import BreakerOpen, BudgetSpent, CoolingDown, Declined, UpstreamFault
+from .errors import BreakerOpen, BudgetSpent, CoolingDown, Declined
 from .service import BillingGateway
 from .store import MemoryStore
 
 __all__ = ["BillingGateway", "Reading", "MemoryStore", "Declined", "CoolingDown",
-           "BreakerOpen", "BudgetSpent", "UpstreamFault", "make_store"]
+           "BreakerOpen", "BudgetSpent", "make_store"]
 
 
 def make_store(redis_url: str | None, *, clock=None):

@@ -1,8 +1,10 @@
-"""Cached readings as JSON text, with money as strings.
+"""Cached readings as JSON text: the API's own documents, read back by the API
+client's own parsers (one decoder, whichever way a balance arrived).
 
 What the store holds is plain JSON, never a pickle, so whoever can write to
 the store (Redis) can at worst make the dashboard show an error, never run
-code in it. A value that does not decode is treated as absent.
+code in it. A value that does not decode (or fails the client's checks) is
+treated as absent.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from ..giga import Billing, Plan
+from ..giga import GigaError
+from ..giga.client import billing_document, parse_billing, parse_plans, plans_document
 
 
 @dataclass(frozen=True)
@@ -31,80 +34,67 @@ class Undecodable(ValueError):
     """A stored value is not a reading this version of the dashboard wrote."""
 
 
-def _amount_or_word(value) -> dict:
-    return {"word": value} if isinstance(value, str) else {"amount": str(value)}
+#: each name's value as the API writes it (inside its envelope's key), and the client's
+#: parser for that: a value read back from the store passes the very checks an answer
+#: from the API does (size, whole cents, the period's order)
+CODECS = {"billing": ("billing", billing_document, parse_billing),
+          "plans": ("plans", plans_document, parse_plans)}
+#: figures stored as strings (never a float in between), as numbers for the parser
+FIGURES = frozenset({"planCreditsRemaining", "prepaidBalance", "totalBalance",
+                     "monthlyCredits", "concurrentAgents", "maxDurationHours", "price"})
 
 
-def _from_amount_or_word(doc) -> Decimal | str:
-    if "word" in doc:
-        return str(doc["word"])
-    return _decimal(doc["amount"])
+def _as_strings(doc):
+    if isinstance(doc, Decimal):
+        return format(doc, "f")
+    if isinstance(doc, dict):
+        return {k: _as_strings(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_as_strings(v) for v in doc]
+    return doc
 
 
-def _decimal(text) -> Decimal:
-    value = Decimal(text) if isinstance(text, str) else None
-    if value is None or not value.is_finite():
-        raise Undecodable(f"not an amount: {text!r}")
-    return value
-
-
-def encode_billing(billing: Billing) -> dict:
-    return {"plan": billing.plan,
-            "planCreditsRemaining": str(billing.plan_credits_remaining),
-            "prepaidBalance": str(billing.prepaid_balance),
-            "totalBalance": str(billing.total_balance),
-            "periodStart": billing.period_start.isoformat(),
-            "periodEnd": billing.period_end.isoformat()}
-
-
-def decode_billing(doc: dict) -> Billing:
-    return Billing(plan=str(doc["plan"]),
-                   plan_credits_remaining=_decimal(doc["planCreditsRemaining"]),
-                   prepaid_balance=_decimal(doc["prepaidBalance"]),
-                   total_balance=_decimal(doc["totalBalance"]),
-                   period_start=datetime.fromisoformat(doc["periodStart"]),
-                   period_end=datetime.fromisoformat(doc["periodEnd"]))
-
-
-def encode_plans(plans: list[Plan]) -> list:
-    return [{"id": p.id, "name": p.name, "monthlyCredits": _amount_or_word(p.monthly_credits),
-             "concurrentAgents": _amount_or_word(p.concurrent_agents),
-             "maxDurationHours": _amount_or_word(p.max_duration_hours),
-             "price": _amount_or_word(p.price)} for p in plans]
-
-
-def decode_plans(doc: list) -> list[Plan]:
-    return [Plan(id=str(p["id"]), name=str(p["name"]),
-                 monthly_credits=_from_amount_or_word(p["monthlyCredits"]),
-                 concurrent_agents=_from_amount_or_word(p["concurrentAgents"]),
-                 max_duration_hours=_from_amount_or_word(p["maxDurationHours"]),
-                 price=_from_amount_or_word(p["price"])) for p in doc]
-
-
-CODECS = {"billing": (encode_billing, decode_billing),
-          "plans": (encode_plans, decode_plans)}
+def _as_numbers(doc):
+    """Stored figures back to ``Decimal`` for the parser; a word stays a word (and a
+    word where money belongs fails the parser's check)."""
+    if isinstance(doc, list):
+        return [_as_numbers(v) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out = {}
+    for key, value in doc.items():
+        if key in FIGURES and isinstance(value, str):
+            try:
+                value = Decimal(value)
+            except InvalidOperation:
+                pass
+        out[key] = _as_numbers(value) if isinstance(value, (dict, list)) else value
+    return out
 
 
 def dumps(name: str, reading: Reading) -> str:
-    """The JSON text for a fresh ``reading`` of ``name`` ("billing" or "plans")."""
-    encode, _ = CODECS[name]
+    """The JSON text for a fresh ``reading`` of ``name`` ("billing" or "plans"), money
+    as strings."""
+    key, document, _ = CODECS[name]
     return json.dumps({"fetchedAt": reading.fetched_at.isoformat(),
-                       "value": encode(reading.value)}, separators=(",", ":"))
+                       "value": _as_strings(document(reading.value)[key])},
+                      separators=(",", ":"))
 
 
 def loads(name: str, text: str | None) -> Reading | None:
     """The reading stored as ``text``, or ``None`` when there is none.
 
-    Raises ``Undecodable`` when the text is not a reading of ``name``.
+    Raises ``Undecodable`` when the text is not a reading of ``name``, or its figures
+    would not pass as an answer from the API.
     """
     if text is None:
         return None
-    _, decode = CODECS[name]
+    key, _, parse = CODECS[name]
     try:
         doc = json.loads(text)
         when = datetime.fromisoformat(doc["fetchedAt"])
         if when.tzinfo is None:
             raise Undecodable("fetchedAt has no time zone")
-        return Reading(decode(doc["value"]), when)
-    except (ValueError, KeyError, TypeError, InvalidOperation, AttributeError) as exc:
+        return Reading(parse({key: _as_numbers(doc["value"])}), when)
+    except (ValueError, KeyError, TypeError, AttributeError, GigaError) as exc:
         raise Undecodable(f"stored {name} reading does not decode: {exc}") from None

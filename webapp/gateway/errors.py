@@ -1,33 +1,28 @@
 """What the gateway itself declines to do: its own decisions, not the API's answers.
 
-These are not ``GigaError``: nothing was sent, the billing service said
-nothing. They carry the same fields an error page reads (``message``,
-``retry_after``; no status or code, and a request ID only for a cool-down,
-from the 429 that started it), and ``never_sent`` is always true, so
-callers can say "nothing was charged".
+They are ``GigaError``s, so a caller catches one class for everything that
+can stop an upstream call; nothing was sent and the billing service said
+nothing, so they carry no status or code (a request ID only for a
+cool-down, from the 429 that started it), and ``never_sent`` is always
+true, so callers can say "nothing was charged".
 """
 from __future__ import annotations
 
 from ..giga import GigaError
 
 
-class Declined(Exception):
+class Declined(GigaError):
     """The dashboard held a call back to protect the shared API key."""
 
     #: a declined read may fall back to the last good figures
     transient = True
-    never_sent = True
-    status = None
-    code = None
-    hint = None
-    request_id = None
     #: the audit trail's word for it
     reason = "declined"
 
-    def __init__(self, message: str, *, retry_after: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
+    def __init__(self, message: str, *, retry_after: int | None = None,
+                 request_id: str | None = None):
+        super().__init__(message, retry_after=retry_after, request_id=request_id,
+                         never_sent=True)
 
     def __repr__(self):
         return f"{type(self).__name__}(retry_after={self.retry_after!r})"
@@ -42,11 +37,6 @@ class CoolingDown(Declined):
 
     reason = "cooling down"
 
-    def __init__(self, message: str, *, retry_after: int | None = None,
-                 request_id: str | None = None):
-        super().__init__(message, retry_after=retry_after)
-        self.request_id = request_id
-
 
 class BreakerOpen(Declined):
     """The billing service failed repeatedly; calls pause for the breaker's cool-down."""
@@ -58,7 +48,3 @@ class BudgetSpent(Declined):
     """The dashboard's own share of the per-key limit is used up for this minute."""
 
     reason = "budget spent"
-
-
-#: everything that can stop an upstream call: the API's answers and the gateway's refusals
-UpstreamFault = (GigaError, Declined)

@@ -25,7 +25,7 @@ from ..clock import Clock
 from ..giga import (AuthenticationError, Checkout, ConnectionFailed, GigaClient, GigaError,
                     PermissionDenied, RateLimited, Timeout)
 from .codec import Reading, Undecodable, dumps, loads
-from .errors import BreakerOpen, BudgetSpent, CoolingDown, Declined, UpstreamFault
+from .errors import BreakerOpen, BudgetSpent, CoolingDown, Declined
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class BillingGateway:
     def billing(self, deadline: float, *, fresh=False) -> Reading:
         """The account's billing now, from cache when young enough.
 
-        Raises ``GigaError`` or ``Declined``.
+        Raises ``GigaError`` (``Declined`` when the gateway holds it back).
         """
         return self._read("billing", self.client.get_billing,
                           0 if fresh else self.billing_ttl, deadline)
@@ -117,7 +117,7 @@ class BillingGateway:
     def plans(self, deadline: float, *, fresh=False) -> Reading:
         """The plans on offer (cached much longer: they rarely change).
 
-        Raises ``GigaError`` or ``Declined``.
+        Raises ``GigaError`` (``Declined`` when the gateway holds it back).
         """
         return self._read("plans", self.client.list_plans,
                           0 if fresh else self.plans_ttl, deadline)
@@ -125,14 +125,14 @@ class BillingGateway:
     def top_up(self, amount: Decimal, deadline: float) -> Checkout:
         """Start a prepaid top-up checkout; sent once, again only if it never left.
 
-        Raises ``GigaError`` or ``Declined``.
+        Raises ``GigaError`` (``Declined`` when the gateway holds it back).
         """
         return self._act(partial(self.client.recharge, amount), deadline)
 
     def change_plan(self, plan_id: str, deadline: float) -> Checkout:
         """Start a plan-change checkout; sent once, again only if it never left.
 
-        Raises ``GigaError`` or ``Declined``.
+        Raises ``GigaError`` (``Declined`` when the gateway holds it back).
         """
         return self._act(partial(self.client.subscribe, plan_id), deadline)
 
@@ -199,7 +199,7 @@ class BillingGateway:
     def _settle(fn, *args, **kw):
         try:
             return fn(*args, **kw)
-        except UpstreamFault as exc:
+        except GigaError as exc:
             return exc
 
     def _read(self, name, loader, ttl, deadline) -> Reading:
@@ -213,7 +213,7 @@ class BillingGateway:
             return self._single_flight(name, loader, since, deadline)
         except (AuthenticationError, PermissionDenied):
             raise  # never paper over a key problem with old figures
-        except UpstreamFault as exc:
+        except GigaError as exc:
             if cached is not None and (exc.transient or isinstance(exc, RateLimited)):
                 age = (self.clock.now() - cached.fetched_at).total_seconds()
                 if age <= self.stale_max_age:
@@ -285,11 +285,11 @@ class BillingGateway:
     # -- the guard around every call -------------------------------------------
 
     def _call(self, fn, deadline, *, action):
-        """``fn(deadline=...)`` once, with the budget, cool-down and breaker applied.
+        """``fn(deadline=...)`` with the budget, cool-down and breaker applied to every
+        attempt: a read (``action`` false) is tried again on a transient fault within
+        the deadline, an action only when the request provably never left.
 
-        Reads (``action`` false) are retried on transient faults within the
-        deadline; actions only when the request provably never left.
-        Raises ``GigaError`` or ``Declined``.
+        Raises ``GigaError`` (``Declined`` among them).
         """
         attempt = 0
         retries = 1 if action else self.get_retries

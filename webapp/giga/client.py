@@ -407,6 +407,37 @@ def _amount_or_word(obj, key, rid, *, cents=False) -> Decimal | str:
     return _number(obj, key, rid, cents=cents)
 
 
+def contract_json(doc) -> str:
+    """JSON text as the API writes it: a ``Decimal`` is a number with all its digits
+    (``json`` cannot write one, and a float would round it)."""
+    if isinstance(doc, Decimal):
+        return format(doc, "f")
+    if isinstance(doc, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{contract_json(v)}"
+                              for k, v in doc.items()) + "}"
+    if isinstance(doc, (list, tuple)):
+        return "[" + ",".join(contract_json(v) for v in doc) + "]"
+    return json.dumps(doc)
+
+
+def billing_document(billing: Billing) -> dict:
+    """``billing`` as ``GET /api/billing``'s ``data`` (what ``parse_billing`` reads)."""
+    return {"billing": {"plan": billing.plan,
+                        "planCreditsRemaining": billing.plan_credits_remaining,
+                        "prepaidBalance": billing.prepaid_balance,
+                        "totalBalance": billing.total_balance,
+                        "currentPeriodStart": billing.period_start.isoformat(),
+                        "currentPeriodEnd": billing.period_end.isoformat()}}
+
+
+def plans_document(plans: list[Plan]) -> dict:
+    """``plans`` as ``GET /api/billing/plans``'s ``data`` (what ``parse_plans`` reads)."""
+    return {"plans": [{"id": p.id, "name": p.name, "monthlyCredits": p.monthly_credits,
+                       "concurrentAgents": p.concurrent_agents,
+                       "maxDurationHours": p.max_duration_hours, "price": p.price}
+                      for p in plans]}
+
+
 def parse_billing(data, rid=None) -> Billing:
     """``Billing`` from the ``data`` of ``GET /api/billing``. Raises ``BadResponse``."""
     billing = data.get("billing")

@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..formatting import init_formatting
+from ..giga.client import contract_json
 from ..gateway.store import MemoryStore
 from .state import PLANS, SandboxState, plan_by_id
 
@@ -26,17 +27,6 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 STATIC = Path(__file__).resolve().parents[2] / "static"
-
-
-def _dumps(doc) -> str:
-    """JSON text in which a ``Decimal`` is written with all its digits as a number."""
-    if isinstance(doc, Decimal):
-        return format(doc, "f")
-    if isinstance(doc, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {_dumps(v)}" for k, v in doc.items()) + "}"
-    if isinstance(doc, (list, tuple)):
-        return "[" + ", ".join(_dumps(v) for v in doc) + "]"
-    return json.dumps(doc)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -172,96 +162,80 @@ class Sandbox:
         app.config["SESSION_COOKIE_NAME"] = "giga_sandbox_checkout"
         csrf = CSRFProtect(app)
         init_formatting(app)  # money reads the same on the checkout page as on the dashboard
-        sandbox = self
+        app.before_request(self._gate)
+        app.after_request(_remaining_header)
+        self._api_routes(app)
+        self._checkout_routes(app, csrf)
+        app.after_request(_page_headers)
+        return app
 
-        def envelope(data, status=200, rid=None):
-            resp = Response(_dumps({"success": True, "data": data}), status=status,
-                            mimetype="application/json")
-            resp.headers["X-Request-Id"] = rid or str(uuid.uuid4())
-            return resp
-
-        def error(status, code, message, hint=None, headers=None):
-            body = {"code": code, "message": message, "requestId": str(uuid.uuid4())}
-            if hint:
-                body["hint"] = hint
-            resp = Response(_dumps({"error": body}), status=status, mimetype="application/json")
-            resp.headers["X-Request-Id"] = body["requestId"]
-            for k, v in (headers or {}).items():
-                resp.headers[k] = v
-            return resp
-
-        @app.before_request
-        def gate():
-            if not request.path.startswith("/api/"):
-                return None
-            sandbox.calls.append((request.method, request.path))
-            auth = request.headers.get("Authorization", "")
-            if not auth:
-                return error(401, "UNAUTHORIZED", "No Authorization header.",
-                             "Send 'Authorization: Bearer giga_sk_...'.")
-            if not auth.startswith("Bearer ") or not secrets.compare_digest(
-                    auth[7:].encode(), sandbox.api_key.encode()):
-                return error(401, "INVALID_API_KEY", "The API key is malformed or revoked.")
-            allowed, remaining, retry = sandbox.limiter.hit(sandbox.api_key)
-            request.environ["giga.remaining"] = remaining
-            if not allowed:
-                return error(429, "RATE_LIMITED", "Over 60 requests per minute.",
-                             f"Retry after {retry} seconds.",
-                             {"Retry-After": str(retry), "X-RateLimit-Remaining": "0"})
-            if sandbox.outage:
-                return error(500, "INTERNAL_ERROR", "The billing service failed.")
+    def _gate(self):
+        """The contract's auth and rate limit on every API call (and the outage switch)."""
+        if not request.path.startswith("/api/"):
             return None
+        self.calls.append((request.method, request.path))
+        auth = request.headers.get("Authorization", "")
+        if not auth:
+            return _error(401, "UNAUTHORIZED", "No Authorization header.",
+                          "Send 'Authorization: Bearer giga_sk_...'.")
+        if not auth.startswith("Bearer ") or not secrets.compare_digest(
+                auth[7:].encode(), self.api_key.encode()):
+            return _error(401, "INVALID_API_KEY", "The API key is malformed or revoked.")
+        allowed, remaining, retry = self.limiter.hit(self.api_key)
+        request.environ["giga.remaining"] = remaining
+        if not allowed:
+            return _error(429, "RATE_LIMITED", "Over 60 requests per minute.",
+                          f"Retry after {retry} seconds.",
+                          {"Retry-After": str(retry), "X-RateLimit-Remaining": "0"})
+        if self.outage:
+            return _error(500, "INTERNAL_ERROR", "The billing service failed.")
+        return None
 
-        @app.after_request
-        def remaining(resp):
-            if "giga.remaining" in request.environ:
-                resp.headers["X-RateLimit-Remaining"] = str(request.environ["giga.remaining"])
-            return resp
+    def _api_routes(self, app):
+        """The four billing endpoints."""
+        sandbox = self
 
         @app.get("/api/billing")
         def billing():
-            return envelope({"billing": sandbox.state.billing()})
+            return _envelope({"billing": sandbox.state.billing()})
 
         @app.get("/api/billing/plans")
         def plans():
-            return envelope({"plans": PLANS})
-
-        def json_body():
-            try:
-                doc = json.loads(request.get_data(as_text=True), parse_float=Decimal)
-            except ValueError:
-                return None
-            return doc if isinstance(doc, dict) else None
+            return _envelope({"plans": PLANS})
 
         @app.post("/api/billing/subscribe")
         def subscribe():
-            doc = json_body()
+            doc = _json_body()
             if doc is None or "planId" not in doc:
-                return error(400, "INVALID_REQUEST", "Body must be JSON with a planId.")
+                return _error(400, "INVALID_REQUEST", "Body must be JSON with a planId.")
             plan = plan_by_id(doc["planId"]) if isinstance(doc["planId"], str) else None
             if plan is None:
-                return error(404, "RESOURCE_NOT_FOUND", "No such plan.", "planId")
+                return _error(404, "RESOURCE_NOT_FOUND", "No such plan.", "planId")
             if isinstance(plan["price"], str):
-                return error(400, "INVALID_FIELD", "This plan is sold by our sales team.",
-                             "planId: contact sales for a custom plan")
+                return _error(400, "INVALID_FIELD", "This plan is sold by our sales team.",
+                              "planId: contact sales for a custom plan")
             if plan["id"] == sandbox.state.billing()["plan"]:
-                return error(400, "INVALID_FIELD", "The account is already on this plan.",
-                             "planId")
+                return _error(400, "INVALID_FIELD", "The account is already on this plan.",
+                              "planId")
             cid = sandbox.state.open_checkout("subscribe", planId=plan["id"])
-            return envelope({"checkoutUrl": f"{sandbox.url}/checkout/{cid}"})
+            return _envelope({"checkoutUrl": f"{sandbox.url}/checkout/{cid}"})
 
         @app.post("/api/billing/recharge")
         def recharge():
-            doc = json_body()
+            doc = _json_body()
             if doc is None or "amount" not in doc:
-                return error(400, "INVALID_REQUEST", "Body must be JSON with an amount.")
+                return _error(400, "INVALID_REQUEST", "Body must be JSON with an amount.")
             amount = doc["amount"]
             if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)) \
                     or Decimal(amount) <= 0 or Decimal(amount).as_tuple().exponent < -2:
-                return error(400, "INVALID_FIELD", "amount must be a positive number of USD.",
-                             "amount")
+                return _error(400, "INVALID_FIELD", "amount must be a positive number of USD.",
+                              "amount")
             cid = sandbox.state.open_checkout("recharge", amount=str(Decimal(amount)))
-            return envelope({"checkoutUrl": f"{sandbox.url}/checkout/{cid}"})
+            return _envelope({"checkoutUrl": f"{sandbox.url}/checkout/{cid}"})
+
+    def _checkout_routes(self, app, csrf):
+        """The checkout page, with Pay and Cancel."""
+        sandbox = self
 
         @app.get("/checkout/<checkout_id>")
         def checkout_page(checkout_id):
@@ -282,13 +256,43 @@ class Sandbox:
                                    amount=Decimal(session.get("amount", "0")),
                                    checkout_id=checkout_id, return_url=None)
 
-        @app.after_request
-        def headers(resp):
-            if not request.path.startswith("/api/"):
-                resp.headers["Content-Security-Policy"] = (
-                    "default-src 'self'; script-src 'none'; object-src 'none'; "
-                    "base-uri 'none'; frame-ancestors 'none'; form-action *")
-                resp.headers["X-Content-Type-Options"] = "nosniff"
-            return resp
 
-        return app
+def _envelope(data, status=200, rid=None):
+    resp = Response(contract_json({"success": True, "data": data}), status=status,
+                    mimetype="application/json")
+    resp.headers["X-Request-Id"] = rid or str(uuid.uuid4())
+    return resp
+
+
+def _error(status, code, message, hint=None, headers=None):
+    body = {"code": code, "message": message, "requestId": str(uuid.uuid4())}
+    if hint:
+        body["hint"] = hint
+    resp = Response(contract_json({"error": body}), status=status, mimetype="application/json")
+    resp.headers["X-Request-Id"] = body["requestId"]
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _json_body():
+    try:
+        doc = json.loads(request.get_data(as_text=True), parse_float=Decimal)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _remaining_header(resp):
+    if "giga.remaining" in request.environ:
+        resp.headers["X-RateLimit-Remaining"] = str(request.environ["giga.remaining"])
+    return resp
+
+
+def _page_headers(resp):
+    if not request.path.startswith("/api/"):
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'none'; object-src 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'; form-action *")
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp

@@ -3,7 +3,7 @@ from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, Select
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..models import ROLES
-from .service import password_problem
+from ..services.users import password_problem
 
 ROLE_CHOICES = [SelectChoice(r, r.capitalize()) for r in ROLES]
 

@@ -1,11 +1,13 @@
-from flask import flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..auth.roles import permission_required
+from ..services.access import permission_required
 from ..extensions import db
 from ..models import User
-from . import bp, service
+from ..services import users as service
 from .forms import DeleteForm, NewUserForm, RoleForm
+
+bp = Blueprint("users", __name__, url_prefix="/users")
 
 #: a user's id in a URL: the column's range (a 32-bit integer), anything else a 404
 ROW_ID = "int(min=1, max=2147483647)"

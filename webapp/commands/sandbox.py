@@ -3,9 +3,9 @@ from decimal import Decimal, InvalidOperation
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from . import PreparedGroup
 
-sandbox_cli = AppGroup("sandbox", help="The built-in sandbox's account (sandbox mode only).")
+sandbox_cli = PreparedGroup("sandbox", help="The built-in sandbox's account (sandbox mode only).")
 
 
 def _sandbox():

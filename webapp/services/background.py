@@ -4,7 +4,7 @@ Every few seconds, each task in ``TASKS`` runs in an app context of its
 own: settlements kept while the database was busy are written and attempts
 left pending too long are marked, due alert deliveries go out, and expired
 sign-in sessions are purged (each task no more often than it asks). Every
-web process runs it from its start (``webapp.start_web``), and so does
+web process runs it from its start (``processes.serve``), and so does
 ``flask billing poll --every``; a new alert wakes it at once.
 """
 from __future__ import annotations
@@ -16,20 +16,20 @@ log = logging.getLogger(__name__)
 
 
 def _settle_checkouts(app, now):
-    from .audit.settlement import settle_kept
+    from .checkouts.settlement import settle_kept
 
     settle_kept(app, now)
 
 
 def _deliver_alerts(app, now):
-    from .alerts.service import configured, deliver_due
+    from .alerting.deliveries import configured, deliver_due
 
     if configured(app.config):
         deliver_due(app, now)
 
 
 def _purge_sessions(app, now):
-    from .auth.sessions import purge_expired
+    from .sessions import purge_expired
 
     purge_expired(now)
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from ..formatting import money
+from ...formatting import money
 
 #: readings further apart than this are a gap: their usage is not put on a day
 MAX_INTERVAL = timedelta(hours=6)

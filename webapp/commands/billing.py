@@ -7,16 +7,16 @@ import threading
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from . import PreparedGroup
 
-from ..alerts.service import configured, deliver_fired_since, last_alert_id
-from ..audit.settlement import settle_kept
-from ..background import worker
+from ..services.alerting.deliveries import configured, deliver_fired_since, last_alert_id
+from ..services.checkouts.settlement import settle_kept
+from ..services.background import worker
 from ..errors import describe_upstream
-from ..gateway import UpstreamFault
-from .service import record
+from ..giga import GigaError
+from ..services.history.readings import record
 
-billing_cli = AppGroup("billing", help="The balance history.")
+billing_cli = PreparedGroup("billing", help="The balance history.")
 
 
 def _poll_once() -> bool:
@@ -28,7 +28,7 @@ def _poll_once() -> bool:
     gateway, clock = app.extensions["giga_gateway"], app.extensions["clock"]
     try:
         reading = gateway.billing(clock.monotonic() + app.config["UPSTREAM_DEADLINE"])
-    except UpstreamFault as exc:
+    except GigaError as exc:
         _, title, message = describe_upstream(exc)
         rid = f" (request ID {exc.request_id})" if exc.request_id else ""
         click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} not read: {title}. {message}{rid}",

@@ -106,7 +106,7 @@ def forecast(billing: Billing, plan: Plan | None, now: datetime, *, observed=Non
 def account_forecast(billing: Billing, plans, now: datetime) -> Forecast | None:
     """The forecast the page and the alerts share: ``plans`` is the plan list (``None``
     when it could not be read, and then there is no forecast)."""
-    from ..history.report import DEFAULT_RANGE, page_history
+    from .history.report import DEFAULT_RANGE, page_history
 
     if plans is None:
         return None

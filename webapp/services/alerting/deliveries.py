@@ -18,11 +18,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..background import worker
-from ..database import mark_busy, unavailable
-from ..extensions import db
-from ..gateway import UpstreamFault
-from ..giga import Billing, Plan
-from ..models import Alert, AlertAttempt, AlertDelivery
+from ...database import mark_busy, unavailable
+from ...extensions import db
+from ...giga import GigaError
+from ...giga import Billing, Plan
+from ...models import Alert, AlertAttempt, AlertDelivery
 from . import channels
 from .rules import conditions, email_recipients, fire_crossings, settings
 
@@ -59,7 +59,7 @@ def plans_for_rules(app) -> list[Plan] | None:
         clock = app.extensions["clock"]
         try:
             plans = gateway.plans(clock.monotonic() + app.config["UPSTREAM_DEADLINE"]).value
-        except UpstreamFault as exc:
+        except GigaError as exc:
             if not app.extensions.get("alert_plans_missing"):
                 app.extensions["alert_plans_missing"] = True
                 log.warning("the plan list could not be read (%s); the plan-credit and "
@@ -79,7 +79,7 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
     cfg = app.config
     if not configured(cfg):
         return []
-    from ..billing.forecast import account_forecast
+    from ..forecast import account_forecast
 
     try:
         plans = plans_for_rules(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .database import busy
+from ..database import busy
 
 log = logging.getLogger(__name__)
 
@@ -12,8 +12,8 @@ log = logging.getLogger(__name__)
 def reading_arrived(app, reading) -> None:
     """Record ``reading`` and check the alert rules, in one app context of its own
     (it may arrive on a pool thread or in the poller)."""
-    from .alerts.service import evaluate
-    from .history.service import record
+    from .alerting.deliveries import evaluate
+    from .history.readings import record
 
     with app.app_context():
         if busy(app):  # the next reading is recorded and checked instead

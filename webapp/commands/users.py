@@ -1,12 +1,12 @@
 """``flask --app webapp users ...``: manage who can sign in."""
 import click
-from flask.cli import AppGroup
+from . import PreparedGroup
 
-from ..audit.service import COMMAND_LINE
+from ..services.trail import COMMAND_LINE
 from ..models import ROLES
-from . import service
+from ..services import users as service
 
-users_cli = AppGroup("users", help="Create, list, change and delete dashboard users.")
+users_cli = PreparedGroup("users", help="Create, list, change and delete dashboard users.")
 
 
 def _fail(exc):

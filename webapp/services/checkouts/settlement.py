@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from . import service as audit
+from ..trail import TrailUnavailable
+from . import record
 from .outbox import Outbox
+from .statuses import UNSETTLED
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,10 @@ def settle_kept(app, now: datetime) -> None:
     """Write the kept settlements, then mark rows pending past ``pending_limit`` as
     unsettled. Never raises: with the database still away, the next turn tries again."""
     try:
-        outbox(app).flush(lambda entry_id, kept: audit.settle(entry_id, **kept))
-        marked = audit.expire_pending(now - pending_limit(app))
-    except audit.AuditWriteError:
+        outbox(app).flush(lambda entry_id, kept: record.settle(entry_id, **kept))
+        marked = record.expire_pending(now - pending_limit(app))
+    except TrailUnavailable:
         log.info("the database is still busy: kept settlements wait for the next turn")
         return
     if marked:
-        log.warning("%d checkout attempt(s) left pending are now '%s'", marked, audit.UNSETTLED)
+        log.warning("%d checkout attempt(s) left pending are now '%s'", marked, UNSETTLED)

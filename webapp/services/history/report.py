@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_CEILING, Decimal
 
-from ..giga import Billing
-from . import service
+from ...giga import Billing
+from ..checkouts.reconcile import credited_top_ups
+from . import readings as service
 from .usage import ZERO, Day, Interval, Pace, daily, intervals, opening, recent_pace
 
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
@@ -186,7 +187,7 @@ def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook) -> 
     fetch_until = max(until, period[1] + timedelta(days=1)) if period else until
     snaps = service.snapshots(since, min(fetch_until, now + timedelta(seconds=1)))
     spans = intervals(snaps, plans.monthly_credits,
-                      service.credited_top_ups(since - SPAN, fetch_until), plans.name)
+                      credited_top_ups(since - SPAN, fetch_until), plans.name)
     whole = None
     if period is not None:
         mine = [s for s in spans if s.period_start == period[0]]
@@ -211,7 +212,7 @@ def observed_pace(now: datetime, plans: PlanBook) -> Pace | None:
     since, until = now - timedelta(days=7), now + timedelta(seconds=1)
     snaps = service.snapshots(since, until)
     return recent_pace(intervals(snaps, plans.monthly_credits,
-                                 service.credited_top_ups(since - SPAN, until)), now)
+                                 credited_top_ups(since - SPAN, until)), now)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from flask import current_app
 
-from ..clock import app_clock as clock
-from ..gateway import BillingGateway, UpstreamFault
-from ..giga import Billing, Plan
+from ..clock import app_clock
+from ..gateway import BillingGateway
+from ..giga import Billing, GigaError, Plan
 from .forecast import Forecast, account_forecast
 
 
@@ -18,9 +18,14 @@ def gateway() -> BillingGateway:
     return current_app.extensions["giga_gateway"]
 
 
+def plan_names() -> dict[str, str]:
+    """Plan id to name, from the plans last read (never calls upstream)."""
+    return gateway().plan_names()
+
+
 def deadline() -> float:
     """The limit for this page's upstream calls, well under a worker's timeout."""
-    return clock().monotonic() + current_app.config["UPSTREAM_DEADLINE"]
+    return app_clock().monotonic() + current_app.config["UPSTREAM_DEADLINE"]
 
 
 @dataclass
@@ -84,12 +89,12 @@ def load_overview(*, fresh=False) -> Overview:
     Raises ``GigaError`` or ``Declined`` when billing cannot be shown.
     """
     billing, plans = gateway().balance_and_plans(deadline(), fresh_billing=fresh)
-    if isinstance(billing, UpstreamFault):
+    if isinstance(billing, GigaError):
         raise billing
     overview = Overview(billing=billing.value, fetched_at=billing.fetched_at,
                         stale_error=billing.error if billing.stale else None,
-                        now=clock().now())
-    if isinstance(plans, UpstreamFault):
+                        now=app_clock().now())
+    if isinstance(plans, GigaError):
         overview.plans_error = plans
     else:
         overview.plans = plans.value

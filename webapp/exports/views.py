@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import current_app, request
-from flask_login import current_user
+from flask import Blueprint, current_app, request
 
-from ..auth.roles import permission_required
-from ..billing.overview import load_overview
+from ..services import limits
+from ..services.access import permission_required
+from ..services.account import load_overview
 from ..downloads import csv_download
-from ..errors import render_error, render_upstream_error
-from ..gateway import UpstreamFault
-from . import bp, service
-from .report import RANGES, page_history
+from ..errors import render_upstream_error
+from ..giga import GigaError
+from ..services.history import readings as service
+from ..services.history.report import RANGES, page_history
+
+bp = Blueprint("exports", __name__, url_prefix="/billing")
 
 SNAPSHOT_COLUMNS = ("first seen (UTC)", "last seen (UTC)", "plan", "plan name",
                     "plan credits left (USD)", "prepaid (USD)", "total (USD)",
@@ -34,18 +36,14 @@ def _money(value) -> str:
     return format(value.quantize(CENT), "f")
 
 
-#: CSV downloads one user may start a minute: each reads the whole history
-EXPORTS_PER_MINUTE = 10
-
-
 def _too_many_exports():
-    """A 429 page when this user has started too many downloads this minute, else None."""
-    taken, wait = current_app.extensions["giga_store"].take(
-        f"exports:{current_user.id}", EXPORTS_PER_MINUTE, 60)
+    """A 429 page when this user has started too many downloads this minute (each
+    reads the whole history), else None."""
+    taken, wait = limits.take("exports")
     if taken:
         return None
-    return render_error(429, "Too many downloads", "You started several downloads in the last "
-                        "minute. Wait a moment and try again.", retry_after=int(wait) + 1)
+    return limits.too_many("Too many downloads", "You started several downloads in the last "
+                           "minute. Wait a moment and try again.", wait)
 
 
 @bp.get("/history.csv")
@@ -73,7 +71,7 @@ def usage_csv():
         return refused
     try:
         overview = load_overview()
-    except UpstreamFault as exc:
+    except GigaError as exc:
         return render_upstream_error(exc)
     key = request.args.get("range", "90")
     # the same worked-out history as the page's chart, so a download costs no more

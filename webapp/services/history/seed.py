@@ -14,9 +14,9 @@ import math
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from ..extensions import db
-from ..giga import Billing
-from ..models import AuditEntry, BalanceSnapshot
+from ...extensions import db
+from ...giga import Billing
+from ...models import AuditEntry, BalanceSnapshot
 
 STEP = timedelta(hours=2)
 DAYS = 30

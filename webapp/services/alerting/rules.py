@@ -22,11 +22,11 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..database import UNAVAILABLE, mark_busy
-from ..extensions import db
-from ..formatting import day, money
-from ..giga import Billing
-from ..models import Alert, AlertDelivery, AlertSettings, AlertState, User
+from ...database import UNAVAILABLE, mark_busy
+from ...extensions import db
+from ...formatting import day, money
+from ...giga import Billing
+from ...models import Alert, AlertDelivery, AlertSettings, AlertState, User
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime
                ) -> tuple[list[Crossing], list[str]]:
     """The crossings true now, and the state keys of rules whose condition is false.
 
-    ``outlook`` is the account's forecast (``billing.forecast.account_forecast``),
+    ``outlook`` is the account's forecast (``services.forecast.account_forecast``),
     the one the page shows. With ``forecast_known`` false (no plan list to
     forecast from) the run-out rule is in neither list: it is left as it is for
     the next reading.

@@ -16,39 +16,13 @@ from urllib.parse import unquote, urlsplit
 import requests
 from markupsafe import escape
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from ...settings import LOOPBACK
+
 SIGNATURE_HEADER = "X-Giga-Signature"
 
 
 class DeliveryFailed(Exception):
     """The channel did not take the alert; the message says why."""
-
-
-def webhook_url_problem(url: str) -> str | None:
-    """Why ``url`` may not receive alerts, or ``None`` when it may (https; http on loopback)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (a bad port raises)
-    except ValueError:
-        return "it does not parse as a URL"
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname in LOOPBACK:
-        return None
-    return "it must use https (plain http only to this machine's loopback address)"
-
-
-def smtp_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot send mail, or ``None`` (smtp:// with STARTTLS, smtps://, or
-    plain smtp:// on loopback only)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018
-    except ValueError:
-        return "it does not parse as a URL"
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        return "it must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"
-    return None
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -1,0 +1,1 @@
+"""The history's CSV downloads for finance and admins (``views.bp``)."""

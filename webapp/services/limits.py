@@ -1,0 +1,34 @@
+"""Per-user limits, all on one mechanism: the shared store's sliding window.
+
+Each limit is a number of things one signed-in user may do a minute: start
+or be refused checkouts (``ACTIONS_PER_MINUTE``), download CSVs (10), send a
+test alert (1). The window is ``store.take`` -- one Lua script on Redis's own
+clock with ``REDIS_URL`` (so every process and host shares it), with this
+process's fallback share while Redis is away -- which is why no rate-limit
+library is used: its storage would be a second connection with other
+fallback rules, and the checkout limit must count refusals and feed the
+audit trail's summary row, which a per-route decorator cannot.
+"""
+from __future__ import annotations
+
+from flask import current_app
+from flask_login import current_user
+
+from ..errors import render_error
+
+#: the limits, by name: how many a minute (a number, or the setting that says)
+PER_MINUTE = {"actions": "ACTIONS_PER_MINUTE", "exports": 10, "alert-test": 1}
+
+
+def take(name: str) -> tuple[bool, float]:
+    """Spend one of the current user's ``name`` allowance for this minute; returns
+    ``(taken, seconds until one is free)``."""
+    limit = PER_MINUTE[name]
+    per_minute = current_app.config[limit] if isinstance(limit, str) else limit
+    return current_app.extensions["giga_store"].take(f"{name}:{current_user.id}",
+                                                     per_minute, 60)
+
+
+def too_many(title: str, message: str, wait: float, back=None):
+    """The one 429 page for a user past a limit, saying when to try again."""
+    return render_error(429, title, message, retry_after=int(wait) + 1, back=back)

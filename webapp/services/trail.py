@@ -1,0 +1,117 @@
+"""Writing the audit trail: every billing action attempt gets a row (a checkout's
+own row is ``checkouts.record``'s), every change to the users and to the alert
+rules gets one too. Refusals past a user's action limit are folded into one
+summary row per user per minute, so no one can bury the trail."""
+from __future__ import annotations
+
+import logging
+
+from flask_login import current_user
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..extensions import db
+from ..gateway import Declined
+from ..models import AuditEntry
+
+log = logging.getLogger(__name__)
+
+TOP_UP = "top-up"
+PLAN_CHANGE = "plan change"
+USER_ADDED = "user added"
+ROLE_CHANGED = "role changed"
+USER_REMOVED = "user removed"
+ALERT_RULES_CHANGED = "alert rules saved"
+#: a summary row: refused attempts past the user's limit within one minute
+REFUSED_ATTEMPTS = "refused attempts"
+ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, ALERT_RULES_CHANGED,
+           REFUSED_ATTEMPTS)
+TOO_MANY = "refused: too many attempts"
+#: who made a change from the ``flask users`` commands
+COMMAND_LINE = ("(command line)", "cli")
+
+
+def upstream_outcome(exc) -> str:
+    """The audit outcome for an upstream fault: its code, or its kind when it has none;
+    a call the dashboard itself held back is marked as never sent."""
+    if isinstance(exc, Declined):
+        return f"not sent: {exc.reason}"
+    return f"upstream error: {exc.code or type(exc).__name__}"
+
+
+class TrailUnavailable(RuntimeError):
+    """The audit trail could not be read or written (the database is busy or away);
+    whatever needed the record must not go on."""
+
+
+def fit(fields: dict) -> dict:
+    """``fields`` with every string cut to its column's length, so text from upstream (an
+    error code, a request ID) can never make the row fail to write."""
+    columns = AuditEntry.__table__.columns
+    out = {}
+    for key, value in fields.items():
+        length = getattr(columns[key].type, "length", None) if key in columns else None
+        out[key] = value[:length] if isinstance(value, str) and length else value
+    return out
+
+
+def who(actor=None):
+    """``actor``, else the signed-in user; outside any request (a command, a script)
+    the change is the command line's."""
+    if actor is None:
+        signed_in = current_user and current_user.is_authenticated
+        actor = (current_user.email, current_user.role) if signed_in else COMMAND_LINE
+    email, role = actor
+    return {"user_email": email, "user_role": role}
+
+
+def stage(action, outcome, *, actor=None, **fields) -> AuditEntry:
+    """Add a row to the session, to be committed with the change it records (one
+    transaction: the change and its record land together or not at all);
+    ``actor`` is ``(email, role)`` when it is not the signed-in user (``COMMAND_LINE``)."""
+    entry = AuditEntry(**fit({"action": action, "outcome": outcome, **who(actor), **fields}))
+    db.session.add(entry)
+    return entry
+
+
+def record(action, outcome, *, actor=None, **fields) -> AuditEntry:
+    """Write one finished attempt. Raises ``TrailUnavailable``."""
+    entry = stage(action, outcome, actor=actor, **fields)
+    _commit()
+    return entry
+
+
+def count_refusal(minute: int):
+    """Fold one refused attempt past the limit into this user's row for ``minute``
+    (a whole number of minutes since the epoch). Raises ``TrailUnavailable``.
+
+    The row is keyed by its ``nonce`` column, so concurrent requests (in any
+    process) add to one row: the first inserts it, the rest increment it.
+    """
+    key = f"refused:{current_user.id}:{minute}"
+    bump = update(AuditEntry).where(AuditEntry.nonce == key).values(
+        repeats=AuditEntry.repeats + 1)
+    try:
+        if db.session.execute(bump).rowcount:
+            db.session.commit()
+            return
+        db.session.add(AuditEntry(action=REFUSED_ATTEMPTS, outcome=TOO_MANY, nonce=key,
+                                  repeats=1, **who()))
+        db.session.commit()
+    except IntegrityError:  # another request inserted it first
+        db.session.rollback()
+        db.session.execute(bump)
+        _commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.exception("audit write failed")
+        raise TrailUnavailable("audit row could not be written") from exc
+
+
+def _commit():
+    try:
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.exception("audit write failed")
+        raise TrailUnavailable("audit row could not be written") from exc

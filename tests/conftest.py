@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,21 @@ def pytest_collection_modifyitems(items):
         if item.path.name in SLOW_MODULES or item.get_closest_marker("browser") \
                 or "postgresql" in item.name:
             item.add_marker(pytest.mark.slow)
+
+
+def deliver_all(app, later=0):
+    """Deliver what is due -- here, or by the app's own worker thread, which a new
+    alert wakes (waited for)."""
+    from webapp.extensions import db
+    from webapp.models import AlertDelivery
+    from webapp.services.alerting.deliveries import deliver_due
+
+    with app.app_context():
+        clock = app.extensions["clock"]
+        deliver_due(app, clock.now() + timedelta(seconds=later))
+        for _ in range(100):
+            db.session.expire_all()
+            if not AlertDelivery.query.filter(AlertDelivery.status == "pending",
+                                              AlertDelivery.claimed_until.isnot(None)).count():
+                return
+            time.sleep(0.05)

@@ -5,17 +5,14 @@ import hmac
 import json
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 
-from webapp.services.alerting.deliveries import deliver_due
-from webapp.extensions import db
 from webapp.models import Alert, AlertAttempt, AlertDelivery
 from webapp.settings import ConfigError, load_settings
 from webapp.services.users import create_user
 
-from .conftest import AuthActions, make_app
+from .conftest import AuthActions, deliver_all, make_app
 
 SECRET = "whsec-test-secret"
 
@@ -46,21 +43,7 @@ def _set(sandbox, **fields):
 def _read_and_deliver(app, client, later=0):
     """A page view (a fresh reading), then whatever is due is delivered."""
     client.get("/billing")
-    _deliver_all(app, later)
-
-
-def _deliver_all(app, later=0):
-    """Deliver what is due -- here, or by the app's own sender thread, which a new
-    alert wakes (waited for)."""
-    with app.app_context():
-        clock = app.extensions["clock"]
-        deliver_due(app, clock.now() + timedelta(seconds=later))
-        for _ in range(100):
-            db.session.expire_all()
-            if not AlertDelivery.query.filter(AlertDelivery.status == "pending",
-                                              AlertDelivery.claimed_until.isnot(None)).count():
-                return
-            time.sleep(0.05)
+    deliver_all(app, later)
 
 
 def test_each_crossing_sends_one_email_and_one_webhook(alert_app, viewer, sandbox, mailbox,
@@ -212,7 +195,7 @@ def test_send_test_alert_from_the_page(alert_app, mailbox, receiver):
     admin = alert_app.test_client()
     AuthActions(admin).login("admin")
     assert admin.post("/alerts/test").status_code == 303
-    _deliver_all(alert_app)
+    deliver_all(alert_app)
     assert mailbox.messages[0]["Subject"] == "WithGiga billing: Test alert"
     assert len(receiver.received) == 1
     page = admin.get("/alerts").get_data(as_text=True)

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ import pytest
 from webapp.extensions import db
 from webapp.models import BalanceSnapshot
 
-from .conftest import AuthActions, make_app
+from .conftest import AuthActions, deliver_all, make_app
 
 D = Decimal
 STEP = timedelta(hours=2)
@@ -89,20 +88,6 @@ def _upgrade_mid_period(now):
     return readings
 
 
-def _deliver_all(app):
-    """Send what is due, here or by the app's own worker thread (which a new alert wakes
-    and which may be mid-send): wait until nothing is left pending."""
-    from webapp.services.alerting.deliveries import deliver_due
-    from webapp.models import AlertDelivery
-    with app.app_context():
-        for _ in range(100):
-            deliver_due(app, datetime.now(timezone.utc))
-            db.session.expire_all()
-            if not AlertDelivery.query.filter_by(status="pending").count():
-                return
-            time.sleep(0.05)
-
-
 def _money(text: str) -> Decimal:
     return D(text.replace("$", "").replace(",", ""))
 
@@ -144,7 +129,7 @@ def test_page_table_csvs_and_alert_agree_to_the_cent(tmp_path, sandbox, receiver
     assert readings_csv[-1]["plan name"] in ("Starter Pro", "Pro")
 
     # the alert says the page's pace and the page's run-out date
-    _deliver_all(app)
+    deliver_all(app)
     alerts = [json.loads(b) for _, b in receiver.received]
     runs_out, = [a for a in alerts if a["rule"] == "runs out soon"]
     pace = re.search(r'id="pace">([^<]+)<', html).group(1)

@@ -12,29 +12,30 @@ from . import PreparedGroup
 from ..services.alerting.deliveries import configured, deliver_fired_since, last_alert_id
 from ..services.checkouts.settlement import settle_kept
 from ..services.background import worker
+from ..clock import app_clock
 from ..errors import describe_upstream
 from ..giga import GigaError
-from ..services.history.readings import record
+from ..services.account import deadline, gateway
 
 billing_cli = PreparedGroup("billing", help="The balance history.")
 
 
 def _poll_once() -> bool:
-    """Read the balance through the gateway (cache, budget and breaker apply) and keep it.
+    """Read the balance through the gateway (cache, budget and breaker apply); a reading
+    from upstream is kept in the history and checked against the alert rules where it
+    arrives (``services.arrivals``), once, in whichever process read it.
 
     Returns whether a balance was had.
     """
-    app = current_app
-    gateway, clock = app.extensions["giga_gateway"], app.extensions["clock"]
+    clock = app_clock()
     try:
-        reading = gateway.billing(clock.monotonic() + app.config["UPSTREAM_DEADLINE"])
+        reading = gateway().billing(deadline())
     except GigaError as exc:
         _, title, message = describe_upstream(exc)
         rid = f" (request ID {exc.request_id})" if exc.request_id else ""
         click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} not read: {title}. {message}{rid}",
                    err=True)
         return False
-    record(reading.value, reading.fetched_at, keep_days=app.config["HISTORY_DAYS"])
     b = reading.value
     click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} {b.plan}: plan credits {b.plan_credits_remaining}"
                f", prepaid {b.prepaid_balance}, total {b.total_balance} (read "

@@ -397,3 +397,15 @@ def test_odd_periods_never_make_a_chart_of_hundreds_of_days(client, auth, sandbo
         html = client.get(f"/billing?range={key}").get_data(as_text=True)
         table = re.search(r"<details class=\"usage-table\">.*?</details>", html, re.S).group(0)
         assert 1 <= table.count('<th scope="row">') <= 92
+
+
+@pytest.mark.parametrize("hours", range(24))
+def test_the_seed_spreads_usage_exactly_and_never_below_zero(hours):
+    """A negative share would read as credits added (usage unknown) in the sandbox's
+    made-up history; at some hours of the day the old rounding gave one."""
+    from webapp.services.history.seed import _spread
+    start = datetime(2026, 11, 19, hours, 7, tzinfo=timezone.utc)
+    times = [start + timedelta(hours=2 * i) for i in range(150)]
+    for total in (D("25.50"), D("0.01"), D("99.99")):
+        parts = _spread(total, times)
+        assert sum(parts) == total and min(parts) >= 0

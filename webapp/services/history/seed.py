@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from ...extensions import db
 from ...giga import Billing
@@ -38,13 +38,18 @@ def _weights(times: list[datetime]) -> list[Decimal]:
 
 
 def _spread(total: Decimal, times: list[datetime]) -> list[Decimal]:
-    """``total`` split over ``times`` by weight, in cents, adding up exactly."""
+    """``total`` split over ``times`` by weight, in cents, adding up exactly and never
+    below zero: each share rounded down, the cents left over going to the shares
+    that lost most to the rounding (a negative share would read as credits added)."""
     if not times:
         return []
     weights = _weights(times)
     whole = sum(weights)
-    parts = [(total * w / whole).quantize(CENT) for w in weights]
-    parts[-1] += total - sum(parts)
+    exact = [total * w / whole for w in weights]
+    parts = [e.quantize(CENT, rounding=ROUND_DOWN) for e in exact]
+    left_over = int((total - sum(parts)) / CENT)
+    for i in sorted(range(len(parts)), key=lambda i: parts[i] - exact[i])[:left_over]:
+        parts[i] += CENT
     return parts
 
 

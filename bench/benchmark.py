@@ -12,7 +12,11 @@ Prints:
      second, on the default single process;
   5. the billing page over 90 days of readings every 5 minutes;
   6. a sign-in flood on one account from 20 addresses: a bystander's page
-     latency meanwhile, and the owner's sign-in from a clean address.
+     latency meanwhile, and the owner's sign-in from a clean address;
+  7. the cold page over one upstream round trip (200 ms, every read
+     upstream, alert rules on), one page every 1.1 s: on one process, and
+     spread over three servers sharing one Redis; without history, and
+     over a month of readings every 5 minutes.
 Options: --duration S (seconds of viewer load, default 60), --quick,
 --only N[,N...] (run only those figures).
 """
@@ -64,6 +68,9 @@ class Upstream:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out as two writes: without this, Nagle holds the body
+            # for the client's delayed ACK (40 ms on Linux), which no real API server does
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 upstream.times.append(time.monotonic())
@@ -74,6 +81,11 @@ class Upstream:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self):  # an alert webhook, when a figure points one here
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(204)
+                self.end_headers()
 
             def log_message(self, *args):
                 pass
@@ -356,6 +368,89 @@ def history_page(tmp: Path) -> None:
           "(until a new reading arrives)")
 
 
+def seed_month(app) -> int:
+    """A month of readings every 5 minutes before now, so the alert check and the chart
+    work over what a real month of history holds."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from webapp.extensions import db
+    from webapp.models import BalanceSnapshot
+
+    now = datetime.now(timezone.utc)
+    start, end = now - timedelta(days=12), now + timedelta(days=18)
+    steps = 30 * 288
+    rows = []
+    for i in range(steps):
+        when = now - timedelta(minutes=5 * (steps - i))
+        left = max(Decimal(0), Decimal(100) - Decimal(i % 3456) / 40) if when >= start \
+            else Decimal(100)
+        rows.append(dict(first_seen_at=when, last_seen_at=when, plan="starter-pro",
+                         plan_credits_remaining=left, prepaid_balance=Decimal(50),
+                         total_balance=left + 50, period_start=start if when >= start
+                         else start - timedelta(days=30), period_end=end if when >= start
+                         else start))
+    with app.app_context():
+        db.session.execute(BalanceSnapshot.__table__.insert(), rows)
+        db.session.commit()
+    return len(rows)
+
+
+def paced_cold_page(tmp: Path, samples: int) -> None:
+    """One cold page every 1.1 s (caching off: both reads go upstream, 200 ms): its
+    latency over one direct upstream round trip, on one gunicorn process and over
+    three gunicorn servers sharing one Redis (pages taken round-robin)."""
+    upstream = Upstream(latency=0.2)
+    cold = dict(BILLING_CACHE_TTL="0", PLANS_CACHE_TTL="0",
+                UPSTREAM_BUDGET_PER_MINUTE="100000", ALERT_WEBHOOK_URL=upstream.url + "/hook",
+                ALERT_BALANCE_BELOW="10", WEB_CONCURRENCY="1")
+    client = GigaClient(upstream.url, "giga_sk_bench")
+    print(f"7. cold page, one every 1.1 s, upstream 200 ms, {samples} pages each, "
+          "alert rules on, without history and over a month of readings:")
+    print("   | history | servers | upstream p50 | page p50 | page p90 | page / upstream |")
+    print("   | --- | --- | --- | --- | --- | --- |")
+    setups = [(1, False)] + ([(3, True)] if shutil.which("redis-server") else [])
+    for (servers, shared), month in ((setup, month) for month in (False, True)
+                                     for setup in setups):
+        db = tmp / f"cold-{servers}-{month}.db"
+        app = build_app(upstream, db)
+        rows = seed_month(app) if month else 0
+        redis_proc, env = None, app_env(upstream, db, **cold)
+        if shared:
+            redis_proc, redis_url = redis_server()
+            env["REDIS_URL"] = redis_url
+        procs, bases = zip(*(gunicorn("wsgi:app", env, ROOT) for _ in range(servers)))
+        try:
+            sessions = [signed_in(base) for base in bases]
+            direct, page = [], []
+            for i in range(samples + 3):
+                started = time.perf_counter()
+                client.get_billing()
+                upstream_s = time.perf_counter() - started
+                time.sleep(0.55)
+                started = time.perf_counter()
+                if sessions[i % servers].get(bases[i % servers] + "/billing").status_code != 200:
+                    raise RuntimeError("the page answered an error")
+                if i >= 3:  # the first views warm each process's code paths
+                    direct.append(upstream_s)
+                    page.append(time.perf_counter() - started)
+                time.sleep(max(0.0, 0.55 - (time.perf_counter() - started)))
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+            if redis_proc is not None:
+                redis_proc.terminate()
+                redis_proc.wait(10)
+        d, p = statistics.median(direct), statistics.median(page)
+        p90 = sorted(page)[int(len(page) * 0.9)]
+        print(f"   | {f'{rows:,} readings' if rows else 'none'} "
+              f"| {servers}{' on one Redis' if shared else ''} | {d * 1000:.0f} ms "
+              f"| {p * 1000:.0f} ms | {p90 * 1000:.0f} ms | {p / d:.3f}x |")
+    print("   (the aim is <= 1.05x on three servers)")
+    upstream.server.shutdown()
+
+
 def signin_flood(tmp: Path, seconds: float, addresses: int = 20, attackers: int = 8) -> None:
     """Wrong passwords for one account from ``addresses`` client addresses (behind a
     trusted proxy), ``attackers`` at a time, while a signed-in bystander loads the page."""
@@ -416,7 +511,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="short runs, rough figures")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="figures to run, e.g. 1,6")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="figures to run, e.g. 1,6")
     args = parser.parse_args()
     duration = 10.0 if args.quick else args.duration
     only = {int(n) for n in args.only.split(",")}
@@ -431,6 +526,7 @@ def main():
             (4, lambda: paced_viewers(tmp, 15 if args.quick else 60)),
             (5, lambda: history_page(tmp)),
             (6, lambda: signin_flood(tmp, 10 if args.quick else 30)),
+            (7, lambda: paced_cold_page(tmp, 20 if args.quick else 60)),
         ]
         for number, run in figures:
             if number in only:

@@ -201,12 +201,15 @@ def pytest_collection_modifyitems(items):
 
 
 def deliver_all(app, later=0):
-    """Deliver what is due -- here, or by the app's own worker thread, which a new
-    alert wakes (waited for)."""
+    """Check the readings that arrived against the alert rules, then deliver what is
+    due -- here, or by the app's own worker thread, which a new alert wakes (waited
+    for)."""
     from webapp.extensions import db
     from webapp.models import AlertDelivery
     from webapp.services.alerting.deliveries import deliver_due
+    from webapp.services.arrivals import settle
 
+    settle(app)
     with app.app_context():
         clock = app.extensions["clock"]
         deliver_due(app, clock.now() + timedelta(seconds=later))

@@ -2,17 +2,14 @@
 string and the form, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
-import os
 import re
 import secrets
 
 import pytest
-import sqlalchemy
 
 from .conftest import AuthActions, make_app
-from .test_migrations import drop_every_table
+from .support.postgres import emptied_postgres
 
-PG_URL = os.environ.get("TEST_DATABASE_URL")
 TOKEN = secrets.token_hex(32)
 
 ODD = ["", "0", "-1", "2147483648", "9" * 25, "\x00", "a\x00b@example.com", "\x01\x1b[2J",
@@ -28,14 +25,8 @@ SKIP = {"auth.signout", "static"}
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fuzz_app(request, tmp_path, sandbox):
     if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL and sets it)")
-        engine = sqlalchemy.create_engine(PG_URL.replace("postgresql://",
-                                                         "postgresql+psycopg://", 1))
-        with engine.begin() as conn:
-            drop_every_table(conn)
-        engine.dispose()
-        app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=PG_URL, METRICS_TOKEN=TOKEN)
+        app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=emptied_postgres(),
+                       METRICS_TOKEN=TOKEN)
     else:
         app = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN)
     yield app

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from webapp.extensions import db
+from webapp.services.arrivals import settle
 from webapp.services.history.seed import seed
 from webapp.services.history.usage import MAX_INTERVAL, Snapshot, daily, interval, recent_pace
 from webapp.models import AuditEntry, BalanceSnapshot
@@ -118,6 +119,7 @@ def _fresh_view(app, client):
     """A page view after the cached balance is dropped, so it is read upstream."""
     app.extensions["giga_gateway"].forget_billing()
     client.get("/billing")
+    settle(app)  # its reading is recorded after the page
 
 
 def _rows(app):
@@ -129,6 +131,7 @@ def test_a_page_view_records_a_snapshot_and_an_unchanged_one_only_moves_on(
         client, auth, app, sandbox):
     auth.login("viewer")
     client.get("/billing")
+    settle(app)
     [first] = _rows(app)
     assert (first.total_balance, first.plan) == (D("124.50"), "starter-pro")
     _fresh_view(app, client)  # a fresh read, same figures
@@ -409,3 +412,33 @@ def test_the_seed_spreads_usage_exactly_and_never_below_zero(hours):
     for total in (D("25.50"), D("0.01"), D("99.99")):
         parts = _spread(total, times)
         assert sum(parts) == total and min(parts) >= 0
+
+
+@pytest.mark.parametrize("change", [
+    ("first reading", None, 0),
+    ("same figures, later", {}, 60),
+    ("same figures, arriving late", {}, -60),
+    ("changed figures, later", {"plan_credits_remaining": D("70.00")}, 60),
+    ("changed figures, arriving late", {"plan_credits_remaining": D("70.00")}, -60),
+])
+def test_a_page_draws_the_history_as_recording_its_reading_will_leave_it(tmp_path, sandbox,
+                                                                          change):
+    """The page is answered before its reading is recorded: ``with_reading`` must make of
+    the snapshots exactly what ``record`` then makes of the rows."""
+    from .conftest import make_app
+    from webapp.giga.client import parse_billing
+    from webapp.services.history.readings import record, snapshots, with_reading
+
+    _, edits, seconds = change
+    app = make_app(tmp_path, SANDBOX=sandbox)
+    billing = parse_billing({"billing": sandbox.state.billing()})
+    far = (T0 - timedelta(days=30), T0 + timedelta(days=30))
+    with app.app_context():
+        db.session.query(BalanceSnapshot).delete()
+        db.session.commit()
+        if edits is not None:
+            record(billing, T0, keep_days=400)
+        reading = billing.__class__(**{**billing.__dict__, **(edits or {})})
+        drawn = with_reading(snapshots(*far), reading, T0 + timedelta(seconds=seconds))
+        record(reading, T0 + timedelta(seconds=seconds), keep_days=400)
+        assert drawn == snapshots(*far)

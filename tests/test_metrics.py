@@ -3,6 +3,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from webapp.gateway.redis_store import RedisStore
+from webapp.services.arrivals import settle
 
 from .conftest import AuthActions, make_app
 
@@ -35,6 +36,7 @@ def test_metrics_show_balances_calls_cache_budget_breaker(tmp_path, sandbox):
     AuthActions(client).login("viewer")
     client.get("/billing")
     client.get("/billing")
+    settle(app)  # the page's reading is recorded after the page
     m = _scrape(client)
     assert m[("giga_balance_usd", (("kind", "total"),))] == 124.5
     assert m[("giga_balance_usd", (("kind", "plan_credits"),))] == 74.5
@@ -85,6 +87,7 @@ def test_with_redis_down_the_deployments_figures_are_left_out_not_reset(
     client = app.test_client()
     AuthActions(client).login("viewer")
     client.get("/billing")
+    settle(app)
     m = _scrape(client)
     assert m[("giga_shared_store_up", ())] == 1
     assert m[("giga_upstream_calls_total", (("outcome", "ok"),))] == 2

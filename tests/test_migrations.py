@@ -17,6 +17,8 @@ from alembic.config import Config
 from webapp import MIGRATIONS
 from webapp.extensions import db
 
+from .support.postgres import drop_every_table
+
 
 ROOT = Path(__file__).resolve().parents[1]
 def _head() -> str:
@@ -32,13 +34,6 @@ def _version(url) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
-
-
-def drop_every_table(conn):
-    """Empty the database, whatever an earlier run or release left in it."""
-    existing = sa.MetaData()
-    existing.reflect(conn)
-    existing.drop_all(conn)
 
 
 def _first_release_database(url):

@@ -4,29 +4,21 @@ Needs TEST_DATABASE_URL (``.ci/run`` starts a local PostgreSQL and sets it).
 """
 import csv
 import io
-import os
 from decimal import Decimal
 
 import pytest
-import sqlalchemy
 
 from .conftest import AuthActions, make_app
-from .test_migrations import drop_every_table
+from .support.postgres import PG_URL as URL, SKIP_REASON, emptied_postgres
 
-URL = os.environ.get("TEST_DATABASE_URL")
-pytestmark = pytest.mark.skipif(not URL, reason="TEST_DATABASE_URL is not set "
-                                "(.ci/run starts PostgreSQL and sets it)")
+pytestmark = pytest.mark.skipif(not URL, reason=SKIP_REASON)
 
 
 @pytest.fixture
 def pg_app(tmp_path, sandbox):
     from webapp.extensions import db
     # every table and the migration history, whatever was left: the start builds it all
-    engine = sqlalchemy.create_engine(URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        drop_every_table(conn)
-    engine.dispose()
-    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=URL)
+    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=emptied_postgres())
     yield app
     with app.app_context():
         db.session.remove()

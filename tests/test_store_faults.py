@@ -8,7 +8,6 @@ exists or told the truth, the row settled once the database is back, never a 500
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,33 +24,20 @@ from webapp.services.users import create_user
 from .conftest import make_app
 from .support.dblocks import PostgresTableLock, SqliteWriteLock, terminate_other_connections
 from .support.faultserver import BILLING, Respond, healthy
-from .test_migrations import drop_every_table
+from .support.postgres import PG_URL, emptied_postgres, with_driver as _pg
 
-PG_URL = os.environ.get("TEST_DATABASE_URL")
 CHECKOUT = "https://checkout.stripe.com/c/pay/cs_test_kept"
 PASSWORD = "correct-horse-battery"
 #: a request ID longer than the column (100): cut to fit before the write can fail on it
 LONG_RID = "req-" + "x" * 300
 
 
-def _pg(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path, fault_server):
     """The dashboard against the fault server, on SQLite or PostgreSQL, waiting at most
     one second for its database; ``store.lock`` is a second connection's lock."""
-    if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL and sets it)")
-        engine = sqlalchemy.create_engine(_pg(PG_URL))
-        with engine.begin() as conn:
-            drop_every_table(conn)
-        engine.dispose()
-        url = PG_URL
-    else:
-        url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    url = (emptied_postgres() if request.param == "postgresql"
+           else f"sqlite:///{tmp_path / 'dashboard.db'}")
     app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_test_fault",
                    DATABASE_URL=url, DATABASE_WAIT_SECONDS="1", BILLING_CACHE_TTL="0",
                    UPSTREAM_DEADLINE="3", BREAKER_THRESHOLD="100")

@@ -27,17 +27,17 @@ class SqliteWriteLock:
 
 class PostgresTableLock:
     """Another session holding ``LOCK TABLE … IN ACCESS EXCLUSIVE MODE`` (no reads, no
-    writes of that table until it lets go)."""
+    writes of that table until it lets go); ``mode="EXCLUSIVE"`` lets reads go on."""
 
-    def __init__(self, url: str, table: str = "audit_entries"):
+    def __init__(self, url: str, table: str = "audit_entries", mode: str = "ACCESS EXCLUSIVE"):
         self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        self.table = table
+        self.table, self.mode = table, mode
         self.conn = None
 
     def take(self):
         self.conn = self.engine.connect()
         self.conn.begin()
-        self.conn.execute(sqlalchemy.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+        self.conn.execute(sqlalchemy.text(f"LOCK TABLE {self.table} IN {self.mode} MODE"))
 
     def release(self):
         if self.conn is not None:

@@ -45,7 +45,7 @@ def render_dashboard(form=None, *, status=200, back=None):
         return render_upstream_error(exc)
     notice = checkouts.notice(back, overview.fetched_at) if back else None
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
-                           overview.now, overview.known_plans)
+                           overview.now, overview.known_plans, read_at=overview.fetched_at)
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)

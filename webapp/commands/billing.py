@@ -10,6 +10,7 @@ from flask import current_app
 from . import PreparedGroup
 
 from ..services.alerting.deliveries import configured, deliver_fired_since, last_alert_id
+from ..services.arrivals import settle
 from ..services.checkouts.settlement import settle_kept
 from ..services.background import worker
 from ..clock import app_clock
@@ -22,8 +23,9 @@ billing_cli = PreparedGroup("billing", help="The balance history.")
 
 def _poll_once() -> bool:
     """Read the balance through the gateway (cache, budget and breaker apply); a reading
-    from upstream is kept in the history and checked against the alert rules where it
-    arrives (``services.arrivals``), once, in whichever process read it.
+    from upstream is kept in the history and checked against the alert rules
+    (``services.arrivals``), once, in whichever process read it; the check is done
+    before this returns.
 
     Returns whether a balance was had.
     """
@@ -36,6 +38,7 @@ def _poll_once() -> bool:
         click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} not read: {title}. {message}{rid}",
                    err=True)
         return False
+    settle(current_app)  # the alert check of what was just read, before anything is sent
     b = reading.value
     click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} {b.plan}: plan credits {b.plan_credits_remaining}"
                f", prepaid {b.prepaid_balance}, total {b.total_balance} (read "

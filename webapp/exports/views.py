@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
 from ..services import limits
 from ..services.access import permission_required
-from ..services.account import load_overview
+from ..services.account import load_overview, plan_names
 from ..downloads import csv_download
 from ..errors import render_upstream_error
 from ..giga import GigaError
@@ -52,7 +52,7 @@ def history_csv():
     if (refused := _too_many_exports()) is not None:
         return refused
 
-    names = current_app.extensions["giga_gateway"].plan_names()
+    names = plan_names()
 
     def rows():
         yield SNAPSHOT_COLUMNS
@@ -76,7 +76,7 @@ def usage_csv():
     key = request.args.get("range", "90")
     # the same worked-out history as the page's chart, so a download costs no more
     report = page_history(key if key in RANGES else "90", overview.billing, overview.now,
-                          overview.known_plans).report
+                          overview.known_plans, read_at=overview.fetched_at).report
 
     def rows():
         yield USAGE_COLUMNS

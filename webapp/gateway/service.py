@@ -263,11 +263,13 @@ class BillingGateway:
                     # kept past its TTL on purpose: it is the stale fallback
                     self.store.set(self._ns + name, dumps(name, reading),
                                    ttl=max(self.stale_max_age, 1) + 60)
-                    if name == "billing" and self.on_billing_read is not None:
-                        self.on_billing_read(reading)
-                    return reading
                 finally:
                     self.store.delete(lock)
+                # told after the lock is gone: other processes waiting for this
+                # reading have it already, and need not wait for what is done with it
+                if name == "billing" and self.on_billing_read is not None:
+                    self.on_billing_read(reading)
+                return reading
             if self.clock.monotonic() + WAIT_POLL >= deadline:
                 raise Timeout("The billing service did not answer in time.")
             self.clock.sleep(WAIT_POLL)

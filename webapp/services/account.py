@@ -46,7 +46,8 @@ class Overview:
     @cached_property
     def forecast(self) -> Forecast | None:
         """The forecast the alerts say too; ``None`` without the plan list."""
-        return account_forecast(self.billing, self.known_plans, self.now)
+        return account_forecast(self.billing, self.known_plans, self.now,
+                                read_at=self.fetched_at)
 
     @property
     def stale(self) -> bool:

@@ -103,14 +103,16 @@ def forecast(billing: Billing, plan: Plan | None, now: datetime, *, observed=Non
                     balance_runs_out=balance_gone, lasts_past_period=balance_gone >= end, **base)
 
 
-def account_forecast(billing: Billing, plans, now: datetime) -> Forecast | None:
-    """The forecast the page and the alerts share: ``plans`` is the plan list (``None``
-    when it could not be read, and then there is no forecast)."""
+def account_forecast(billing: Billing, plans, now: datetime, *,
+                     read_at: datetime) -> Forecast | None:
+    """The forecast the page and the alerts share, from ``billing`` read at ``read_at``:
+    ``plans`` is the plan list (``None`` when it could not be read, and then there is
+    no forecast)."""
     from .history.report import DEFAULT_RANGE, page_history
 
     if plans is None:
         return None
     plan = next((p for p in plans if p.id == billing.plan), None)
-    history = page_history(DEFAULT_RANGE, billing, now, plans)
+    history = page_history(DEFAULT_RANGE, billing, now, plans, read_at=read_at)
     return forecast(billing, plan, now, observed=history.pace,
                     this_period=history.period)

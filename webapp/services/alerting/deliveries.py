@@ -87,7 +87,7 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
         monthly = plan.monthly_credits if plan is not None else None
         rules = settings()
         # the page's forecast, worked out the page's way: the same pace and dates
-        outlook = account_forecast(billing, plans, now)
+        outlook = account_forecast(billing, plans, now, read_at=now)
         crossed, rearm = conditions(billing, monthly, outlook, now, rules,
                                     forecast_known=plans is not None)
         fired = fire_crossings(crossed, rearm, now, targets(cfg, rules))

@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import session
+from flask import current_app, session
 from flask_login import current_user
 
 from ...clock import app_clock
 from ...formatting import time_utc
+from ..arrivals import settle
 from .reconcile import checkout_seen, mark_cancelled
 from .start import RETURNING_FROM
 from .statuses import CREDITED, PLAN_CHANGED
@@ -55,8 +56,13 @@ def came_back(outcome: str | None) -> Return | None:
 
 
 def notice(back: Return, read_at: datetime) -> tuple[str, str]:
-    """``(kind, words)`` for the page under which the figures read at ``read_at`` are."""
+    """``(kind, words)`` for the page under which the figures read at ``read_at`` are.
+
+    The fresh reading is recorded first, here (it is what reconciles the checkout),
+    rather than after the page as other readings are.
+    """
     if back.outcome == "success":
+        settle(current_app)
         seen = checkout_seen(back.entry_id)
         if seen in DONE:
             kind, text = NOTICES["seen"]

@@ -4,10 +4,15 @@ Every successful billing read is offered to ``record``: a reading whose
 figures match the newest snapshot only moves its ``last_seen_at`` on; a
 changed one becomes a new snapshot, and the checkouts still waiting to be
 seen are matched against the change (``checkouts.reconcile``).
+
+A page is answered before its reading is recorded (``services.arrivals``),
+so what it draws from the history is the history *with* its reading:
+``with_reading`` makes of the snapshots what ``record`` will make of the rows.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -25,13 +30,50 @@ log = logging.getLogger(__name__)
 
 
 
-def _same_figures(row: BalanceSnapshot, billing: Billing) -> bool:
-    return (row.plan == billing.plan
-            and row.plan_credits_remaining == billing.plan_credits_remaining
-            and row.prepaid_balance == billing.prepaid_balance
-            and row.total_balance == billing.total_balance
-            and row.period_start == billing.period_start
-            and row.period_end == billing.period_end)
+def _figures(billing: Billing) -> tuple:
+    return (billing.plan, billing.plan_credits_remaining, billing.prepaid_balance,
+            billing.total_balance, billing.period_start, billing.period_end)
+
+
+def _row_figures(row: BalanceSnapshot) -> tuple:
+    return (row.plan, row.plan_credits_remaining, row.prepaid_balance, row.total_balance,
+            row.period_start, row.period_end)
+
+
+def _snapshot_figures(snap: Snapshot) -> tuple:
+    return (snap.plan, snap.plan_credits, snap.prepaid, snap.total, snap.period_start,
+            snap.period_end)
+
+
+#: what a reading does to the newest snapshot (``_effect``)
+EXTENDS, LATE, NEW = "extends", "late", "new"
+
+
+def _effect(last_figures: tuple | None, last_seen: datetime | None, billing: Billing,
+            seen_at: datetime) -> str:
+    """``EXTENDS`` (same figures: it moves ``last_seen`` on, if later), ``LATE`` (changed
+    figures read before the newest snapshot was last seen: the newer one stands) or
+    ``NEW`` (a snapshot of its own)."""
+    if last_figures is not None and last_figures == _figures(billing):
+        return EXTENDS
+    if last_seen is not None and seen_at <= last_seen:
+        return LATE
+    return NEW
+
+
+def with_reading(snaps: list[Snapshot], billing: Billing, seen_at: datetime) -> list[Snapshot]:
+    """``snaps`` (ending with the newest snapshot) as they read once ``billing``, read at
+    ``seen_at``, is recorded."""
+    last = snaps[-1] if snaps else None
+    effect = _effect(_snapshot_figures(last) if last else None,
+                     last.last_seen if last else None, billing, seen_at)
+    if effect == EXTENDS:
+        if seen_at <= last.last_seen:
+            return snaps
+        return snaps[:-1] + [replace(last, last_seen=seen_at)]
+    if effect == LATE:
+        return snaps
+    return snaps + [Snapshot(seen_at, seen_at, *_figures(billing))]
 
 
 def latest() -> BalanceSnapshot | None:
@@ -47,7 +89,9 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
     """
     try:
         last = latest()
-        if last is not None and _same_figures(last, billing):
+        effect = _effect(_row_figures(last) if last else None,
+                         last.last_seen_at if last else None, billing, seen_at)
+        if effect == EXTENDS:
             # only later readings move it on; the update is one statement, so two
             # processes recording at once cannot move it backwards
             db.session.execute(update(BalanceSnapshot).where(
@@ -55,7 +99,7 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
                 .values(last_seen_at=seen_at))
             db.session.commit()
             return last
-        if last is not None and seen_at <= last.last_seen_at:
+        if effect == LATE:
             return None  # an older reading arriving late: the newer one stands
         row = BalanceSnapshot(first_seen_at=seen_at, last_seen_at=seen_at, plan=billing.plan,
                               plan_credits_remaining=billing.plan_credits_remaining,
@@ -98,10 +142,16 @@ def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
     return [Snapshot(*row) for row in before + rows]
 
 
-def newest_marker():
-    """Something that changes whenever the history does (for caching what is drawn from it)."""
-    return db.session.execute(select(BalanceSnapshot.id, BalanceSnapshot.last_seen_at)
-                              .order_by(BalanceSnapshot.id.desc()).limit(1)).first()
+def newest_marker(billing: Billing, seen_at: datetime):
+    """Something that changes whenever the history with this reading does (for caching
+    what is drawn from it): the newest snapshot once the reading is in, and whether the
+    reading still makes a snapshot of its own (recording it may reconcile a checkout,
+    which changes what is drawn)."""
+    row = db.session.execute(select(BalanceSnapshot.id, *_COLUMNS).order_by(
+        BalanceSnapshot.first_seen_at.desc(), BalanceSnapshot.id.desc()).limit(1)).first()
+    newest = [Snapshot(*row[1:])] if row is not None else []
+    after = with_reading(newest, billing, seen_at)
+    return row[0] if row is not None else None, after[-1], len(after) > len(newest)
 
 
 def all_snapshot_rows():

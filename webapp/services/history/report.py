@@ -174,10 +174,20 @@ def _period_of(key: str, billing: Billing) -> tuple[datetime, datetime] | None:
     return None
 
 
-def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook) -> UsageReport:
-    """Usage a day over range ``key`` from the recorded history (an unknown key
-    falls back to the current period). A period's range holds that period's usage
-    only, its first and last days cut at its start and end (``usage.daily``)."""
+def _history(since: datetime, until: datetime, now: datetime, billing: Billing,
+             read_at: datetime):
+    """The snapshots seen in ``[since, until)``, with the reading of ``billing`` at
+    ``read_at`` in them as recording it will put it (when the range reaches now)."""
+    snaps = service.snapshots(since, min(until, now + timedelta(seconds=1)))
+    return service.with_reading(snaps, billing, read_at) if until > now else snaps
+
+
+def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook, *,
+                 read_at: datetime) -> UsageReport:
+    """Usage a day over range ``key`` from the history with the reading of ``billing``
+    at ``read_at`` in it (an unknown key falls back to the current period). A
+    period's range holds that period's usage only, its first and last days cut at
+    its start and end (``usage.daily``)."""
     if key not in RANGES:
         key = DEFAULT_RANGE
     first, last = range_days(key, billing, now)
@@ -185,7 +195,7 @@ def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook) -> 
     since, until = _start_of(first), _start_of(last + timedelta(days=1))
     # a period's last reset interval ends at the next period's first reading
     fetch_until = max(until, period[1] + timedelta(days=1)) if period else until
-    snaps = service.snapshots(since, min(fetch_until, now + timedelta(seconds=1)))
+    snaps = _history(since, fetch_until, now, billing, read_at)
     spans = intervals(snaps, plans.monthly_credits,
                       credited_top_ups(since - SPAN, fetch_until), plans.name)
     whole = None
@@ -207,10 +217,12 @@ def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook) -> 
     return report
 
 
-def observed_pace(now: datetime, plans: PlanBook) -> Pace | None:
-    """The pace of the last 7 days of readings, if there is at least a day of them."""
+def observed_pace(now: datetime, plans: PlanBook, billing: Billing, *,
+                  read_at: datetime) -> Pace | None:
+    """The pace of the last 7 days of readings (the reading of ``billing`` at ``read_at``
+    among them), if there is at least a day of them."""
     since, until = now - timedelta(days=7), now + timedelta(seconds=1)
-    snaps = service.snapshots(since, until)
+    snaps = _history(since, until, now, billing, read_at)
     return recent_pace(intervals(snaps, plans.monthly_credits,
                                  credited_top_ups(since - SPAN, until)), now)
 
@@ -258,9 +270,11 @@ class PageHistory:
 KEPT = 32
 
 
-def page_history(key: str, billing: Billing, now: datetime, plans) -> PageHistory:
-    """The chart for range ``key``, the observed pace and this period's usage; ``plans``
-    is the plan list, or ``None`` when it could not be read.
+def page_history(key: str, billing: Billing, now: datetime, plans, *,
+                 read_at: datetime) -> PageHistory:
+    """The chart for range ``key``, the observed pace and this period's usage, over the
+    history with the reading of ``billing`` at ``read_at`` in it, recorded yet or not;
+    ``plans`` is the plan list, or ``None`` when it could not be read.
 
     Worked out once per range, newest reading and minute in each process and
     then reused: a range can span tens of thousands of readings, and however
@@ -272,14 +286,16 @@ def page_history(key: str, billing: Billing, now: datetime, plans) -> PageHistor
     cache = current_app.extensions.setdefault("history_pages", {})
     book = PlanBook(plans)
     known = plans is not None
-    marker = (key, service.newest_marker(), billing, now.replace(second=0, microsecond=0),
+    marker = (key, service.newest_marker(billing, read_at), billing,
+              now.replace(second=0, microsecond=0),
               tuple((p.id, p.name, p.monthly_credits) for p in plans or ()), known)
     found = cache.get(marker)
     if found is None:
-        report = usage_report(key, billing, now, book)
+        report = usage_report(key, billing, now, book, read_at=read_at)
         this_period = report if key == DEFAULT_RANGE else usage_report(
-            DEFAULT_RANGE, billing, now, book)
-        found = PageHistory(report=report, pace=observed_pace(now, book) if known else None,
+            DEFAULT_RANGE, billing, now, book, read_at=read_at)
+        pace = observed_pace(now, book, billing, read_at=read_at) if known else None
+        found = PageHistory(report=report, pace=pace,
                             period=period_usage(this_period) if known else None)
         if len(cache) >= KEPT:
             cache.clear()

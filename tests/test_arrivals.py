@@ -108,7 +108,8 @@ def test_each_reading_is_recorded_and_checked_once_in_the_order_read(
     real = deliveries.evaluate
 
     def counted(app, billing, now):
-        checked.append(now)
+        if app is served.app:  # an earlier test's app may still be handling its own
+            checked.append(now)
         return real(app, billing, now)
     monkeypatch.setattr(deliveries, "evaluate", counted)
     before = _balance_reads(sandbox)

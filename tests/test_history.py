@@ -442,3 +442,54 @@ def test_a_page_draws_the_history_as_recording_its_reading_will_leave_it(tmp_pat
         drawn = with_reading(snapshots(*far), reading, T0 + timedelta(seconds=seconds))
         record(reading, T0 + timedelta(seconds=seconds), keep_days=400)
         assert drawn == snapshots(*far)
+
+
+def test_the_history_kept_in_memory_is_the_database_s_whatever_was_done_to_it(tmp_path,
+                                                                           sandbox):
+    """Each page draws from a copy of the recent history topped up from the database;
+    after every kind of change the copy must read as the database does."""
+    from .conftest import make_app
+    from webapp.giga.client import parse_billing
+    from webapp.services.history import kept
+    from webapp.services.history.readings import record, snapshots
+
+    app = make_app(tmp_path, SANDBOX=sandbox)
+    billing = parse_billing({"billing": sandbox.state.billing()})
+    now = T0 + timedelta(days=3)
+
+    def figures(**change):
+        return billing.__class__(**{**billing.__dict__, **change})
+
+    def same_as_database():
+        copy = kept.recorded(now)
+        for since, until in ((T0 - timedelta(days=200), now), (T0 - timedelta(days=2), now),
+                             (T0, T0 + timedelta(hours=30)), (now - timedelta(days=1), now)):
+            assert copy.between(since, until) == snapshots(since, until), (since, until)
+
+    def insert(first, left):
+        db.session.add(BalanceSnapshot(
+            first_seen_at=first, last_seen_at=first, plan="starter-pro",
+            plan_credits_remaining=D(left), prepaid_balance=D(50), total_balance=D(left) + 50,
+            period_start=P_START, period_end=P_END))
+        db.session.commit()
+
+    with app.app_context():
+        db.session.query(BalanceSnapshot).delete()
+        db.session.commit()
+        same_as_database()  # empty
+        for hours in range(0, 48, 2):  # a new snapshot every two hours
+            record(figures(plan_credits_remaining=D(70) - hours), T0 + timedelta(hours=hours),
+                   keep_days=400)
+            same_as_database()
+        record(figures(plan_credits_remaining=D(23)), T0 + timedelta(hours=47), keep_days=400)
+        same_as_database()  # the newest one's last seen moved on
+        insert(T0 + timedelta(hours=3), "66.5")  # committed late, older than the newest
+        same_as_database()
+        insert(T0 - timedelta(days=150), "99")  # before the memory's horizon
+        same_as_database()
+        record(figures(plan_credits_remaining=D(20)), T0 + timedelta(days=2), keep_days=1)
+        same_as_database()  # the old ones dropped
+        db.session.query(BalanceSnapshot).delete()
+        db.session.commit()
+        insert(T0 + timedelta(hours=5), "40")  # emptied and filled again by hand
+        same_as_database()

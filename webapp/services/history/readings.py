@@ -123,7 +123,7 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
         return None
 
 
-_COLUMNS = (BalanceSnapshot.first_seen_at, BalanceSnapshot.last_seen_at, BalanceSnapshot.plan,
+COLUMNS = (BalanceSnapshot.first_seen_at, BalanceSnapshot.last_seen_at, BalanceSnapshot.plan,
             BalanceSnapshot.plan_credits_remaining, BalanceSnapshot.prepaid_balance,
             BalanceSnapshot.total_balance, BalanceSnapshot.period_start,
             BalanceSnapshot.period_end)
@@ -134,24 +134,22 @@ def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
 
     Plain rows, not ORM objects: a range can hold tens of thousands of readings.
     """
-    before = db.session.execute(select(*_COLUMNS).where(BalanceSnapshot.first_seen_at < since)
+    before = db.session.execute(select(*COLUMNS).where(BalanceSnapshot.first_seen_at < since)
                                 .order_by(BalanceSnapshot.first_seen_at.desc()).limit(1)).all()
-    rows = db.session.execute(select(*_COLUMNS).where(
+    rows = db.session.execute(select(*COLUMNS).where(
         BalanceSnapshot.first_seen_at >= since, BalanceSnapshot.first_seen_at < until)
         .order_by(BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
     return [Snapshot(*row) for row in before + rows]
 
 
-def newest_marker(billing: Billing, seen_at: datetime):
-    """Something that changes whenever the history with this reading does (for caching
-    what is drawn from it): the newest snapshot once the reading is in, and whether the
-    reading still makes a snapshot of its own (recording it may reconcile a checkout,
-    which changes what is drawn)."""
-    row = db.session.execute(select(BalanceSnapshot.id, *_COLUMNS).order_by(
-        BalanceSnapshot.first_seen_at.desc(), BalanceSnapshot.id.desc()).limit(1)).first()
-    newest = [Snapshot(*row[1:])] if row is not None else []
-    after = with_reading(newest, billing, seen_at)
-    return row[0] if row is not None else None, after[-1], len(after) > len(newest)
+def marker(newest: tuple[int, Snapshot] | None, billing: Billing, seen_at: datetime):
+    """Something that changes whenever the history with this reading does, given the
+    ``(id, snapshot)`` recorded newest (for caching what is drawn from it): the newest
+    snapshot once the reading is in, and whether the reading still makes a snapshot
+    of its own (recording it may reconcile a checkout, which changes what is drawn)."""
+    recorded = [newest[1]] if newest is not None else []
+    after = with_reading(recorded, billing, seen_at)
+    return newest[0] if newest is not None else None, after[-1], len(after) > len(recorded)
 
 
 def all_snapshot_rows():

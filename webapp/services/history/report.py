@@ -9,7 +9,9 @@ from decimal import ROUND_CEILING, Decimal
 
 from ...giga import Billing
 from ..checkouts.reconcile import credited_top_ups
+from . import kept
 from . import readings as service
+from .kept import Recorded
 from .usage import ZERO, Day, Interval, Pace, daily, intervals, opening, recent_pace
 
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
@@ -174,20 +176,22 @@ def _period_of(key: str, billing: Billing) -> tuple[datetime, datetime] | None:
     return None
 
 
-def _history(since: datetime, until: datetime, now: datetime, billing: Billing,
-             read_at: datetime):
+def _history(recorded: Recorded, since: datetime, until: datetime, now: datetime,
+             billing: Billing, read_at: datetime):
     """The snapshots seen in ``[since, until)``, with the reading of ``billing`` at
     ``read_at`` in them as recording it will put it (when the range reaches now)."""
-    snaps = service.snapshots(since, min(until, now + timedelta(seconds=1)))
+    snaps = recorded.between(since, min(until, now + timedelta(seconds=1)))
     return service.with_reading(snaps, billing, read_at) if until > now else snaps
 
 
 def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook, *,
-                 read_at: datetime) -> UsageReport:
-    """Usage a day over range ``key`` from the history with the reading of ``billing``
-    at ``read_at`` in it (an unknown key falls back to the current period). A
-    period's range holds that period's usage only, its first and last days cut at
-    its start and end (``usage.daily``)."""
+                 read_at: datetime, recorded: Recorded | None = None) -> UsageReport:
+    """Usage a day over range ``key`` from the history (``recorded``, else as the
+    database has it now) with the reading of ``billing`` at ``read_at`` in it (an
+    unknown key falls back to the current period). A period's range holds that
+    period's usage only, its first and last days cut at its start and end
+    (``usage.daily``)."""
+    recorded = recorded or kept.recorded(now)
     if key not in RANGES:
         key = DEFAULT_RANGE
     first, last = range_days(key, billing, now)
@@ -195,7 +199,7 @@ def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook, *,
     since, until = _start_of(first), _start_of(last + timedelta(days=1))
     # a period's last reset interval ends at the next period's first reading
     fetch_until = max(until, period[1] + timedelta(days=1)) if period else until
-    snaps = _history(since, fetch_until, now, billing, read_at)
+    snaps = _history(recorded, since, fetch_until, now, billing, read_at)
     spans = intervals(snaps, plans.monthly_credits,
                       credited_top_ups(since - SPAN, fetch_until), plans.name)
     whole = None
@@ -217,12 +221,12 @@ def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook, *,
     return report
 
 
-def observed_pace(now: datetime, plans: PlanBook, billing: Billing, *,
-                  read_at: datetime) -> Pace | None:
-    """The pace of the last 7 days of readings (the reading of ``billing`` at ``read_at``
-    among them), if there is at least a day of them."""
+def observed_pace(now: datetime, plans: PlanBook, billing: Billing, *, read_at: datetime,
+                  recorded: Recorded) -> Pace | None:
+    """The pace of the last 7 days of ``recorded`` readings (the reading of ``billing``
+    at ``read_at`` among them), if there is at least a day of them."""
     since, until = now - timedelta(days=7), now + timedelta(seconds=1)
-    snaps = _history(since, until, now, billing, read_at)
+    snaps = _history(recorded, since, until, now, billing, read_at)
     return recent_pace(intervals(snaps, plans.monthly_credits,
                                  credited_top_ups(since - SPAN, until)), now)
 
@@ -286,15 +290,17 @@ def page_history(key: str, billing: Billing, now: datetime, plans, *,
     cache = current_app.extensions.setdefault("history_pages", {})
     book = PlanBook(plans)
     known = plans is not None
-    marker = (key, service.newest_marker(billing, read_at), billing,
+    recorded = kept.recorded(now)
+    marker = (key, service.marker(recorded.newest, billing, read_at), billing,
               now.replace(second=0, microsecond=0),
               tuple((p.id, p.name, p.monthly_credits) for p in plans or ()), known)
     found = cache.get(marker)
     if found is None:
-        report = usage_report(key, billing, now, book, read_at=read_at)
+        drawn = dict(read_at=read_at, recorded=recorded)
+        report = usage_report(key, billing, now, book, **drawn)
         this_period = report if key == DEFAULT_RANGE else usage_report(
-            DEFAULT_RANGE, billing, now, book, read_at=read_at)
-        pace = observed_pace(now, book, billing, read_at=read_at) if known else None
+            DEFAULT_RANGE, billing, now, book, **drawn)
+        pace = observed_pace(now, book, billing, **drawn) if known else None
         found = PageHistory(report=report, pace=pace,
                             period=period_usage(this_period) if known else None)
         if len(cache) >= KEPT:

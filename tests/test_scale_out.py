@@ -144,9 +144,10 @@ def servers(tmp_path_factory, upstream, _redis_server):
 
 @pytest.fixture
 def fresh(servers, upstream, redis_server):
-    """A healthy upstream with an empty log, and an empty Redis."""
+    """A healthy upstream and an empty Redis: no cached reading, no breaker, no budget
+    spent (the processes keep none of these themselves while Redis answers); returns
+    when the test began, to count upstream calls from."""
     upstream.handler = healthy
-    time.sleep(TTL + 0.5)  # let every process's cached reading age out
     redis_server.flush()
     return time.monotonic()
 

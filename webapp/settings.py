@@ -87,12 +87,21 @@ def _int(name, raw, minimum=0):
     return value
 
 
-def _money(name, raw) -> Decimal:
+def _decimal(name, raw, example: str) -> Decimal:
+    """``raw`` as a finite Decimal. Raises ``ConfigError`` naming ``name``."""
     try:
         value = Decimal(str(raw).strip())
     except InvalidOperation:
-        raise ConfigError(f"{name} must be an amount in USD like 5 or 12.50, got {raw!r}.") from None
-    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2:
+        raise ConfigError(f"{name} must be an amount {example}, got {raw!r}.") from None
+    if not value.is_finite():
+        raise ConfigError(f"{name} must be an amount {example}, got {raw!r}.")
+    return value
+
+
+def _money(name, raw) -> Decimal:
+    """A positive amount in USD with at most two decimals (limits, thresholds)."""
+    value = _decimal(name, raw, "in USD like 5 or 12.50")
+    if value <= 0 or value.as_tuple().exponent < -2:
         raise ConfigError(f"{name} must be a positive amount with at most two decimals, "
                           f"got {raw!r}.")
     return value
@@ -100,11 +109,8 @@ def _money(name, raw) -> Decimal:
 
 def _amount(name, raw) -> Decimal:
     """A non-negative amount (zero allowed), for rates."""
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be an amount like 0.30, got {raw!r}.") from None
-    if not value.is_finite() or value < 0 or value > 1000:
+    value = _decimal(name, raw, "like 0.30")
+    if value < 0 or value > 1000:
         raise ConfigError(f"{name} must be an amount from 0 to 1000, got {raw!r}.")
     return value
 

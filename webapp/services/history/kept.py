@@ -1,6 +1,6 @@
 """The last ``DAYS`` of snapshots, kept in each process's memory and brought up to
-date with two small queries, so a page over a month of readings does not load a
-month of rows each time a reading arrives.
+date with one small query (two when something was recorded), so a page over a
+month of readings does not load a month of rows each time a reading arrives.
 
 Only ``readings.record`` writes snapshots: it adds rows, moves the newest one's
 ``last_seen_at`` on, and deletes rows older than ``HISTORY_DAYS``. Bringing the
@@ -72,13 +72,17 @@ class Kept:
     def __init__(self):
         self._lock = threading.Lock()
         self._copy: Recorded | None = None
+        self._seen = None  # the database's state when the copy was made
 
     def recorded(self, now: datetime) -> Recorded:
         """The history as the database has it now. Raises ``SQLAlchemyError``."""
         with self._lock:
             copy = self._copy
             horizon = copy.horizon if copy is not None else now - timedelta(days=DAYS)
-            max_id, oldest_first, count, in_force = self._state(horizon)
+            state = self._state(horizon)
+            if copy is not None and state == self._seen:
+                return copy  # nothing recorded since: no row to read
+            max_id, oldest_first, count, in_force, _ = state
             if max_id is None:
                 copy = _made(now - timedelta(days=DAYS), [], [])
             elif copy is None or copy.max_id is None or max_id < copy.max_id \
@@ -89,22 +93,24 @@ class Kept:
                 copy = self._topped_up(copy, oldest_first)
                 if len(copy.firsts) - bisect.bisect_left(copy.firsts, horizon) != count:
                     copy = self._whole(now)
-            self._copy = copy
+            self._copy, self._seen = copy, (state if copy.horizon == horizon else None)
             return copy
 
     @staticmethod
-    def _state(horizon: datetime):
+    def _state(horizon: datetime) -> tuple:
         """The newest id, the oldest first-seen time, the count of rows seen since
-        ``horizon`` and when the one in force at it was first seen: one query of four
-        index lookups."""
+        ``horizon``, when the one in force at it was first seen and when the newest was
+        last seen: one query of five index lookups."""
         t = BalanceSnapshot.__table__
-        return db.session.execute(select(
+        return tuple(db.session.execute(select(
             select(func.max(t.c.id)).scalar_subquery(),
             select(func.min(t.c.first_seen_at)).scalar_subquery(),
             select(func.count()).select_from(t).where(t.c.first_seen_at >= horizon)
             .scalar_subquery(),
             select(func.max(t.c.first_seen_at)).where(t.c.first_seen_at < horizon)
-            .scalar_subquery())).one()
+            .scalar_subquery(),
+            select(t.c.last_seen_at).order_by(t.c.first_seen_at.desc(), t.c.id.desc())
+            .limit(1).scalar_subquery())).one())
 
     @staticmethod
     def _whole(now: datetime) -> Recorded:

@@ -59,6 +59,28 @@ def _migrated_database(path: Path) -> None:
     shutil.copyfile(_MIGRATED[0], path)
 
 
+#: the apps made during the running test (see ``_apps_wound_up``)
+_MADE: list = []
+
+
+@pytest.fixture(autouse=True)
+def _apps_wound_up():
+    """After each test, what its apps still owed is done and their connections closed:
+    a reading is recorded after the page that read it (``services.arrivals``), and
+    none may be written into a test that has ended, nor leave a connection for the
+    garbage collector to find open."""
+    yield
+    from webapp.extensions import db
+    from webapp.services.arrivals import settle
+
+    while _MADE:
+        app = _MADE.pop()
+        settle(app)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 def make_app(tmp_path, **overrides):
     """The dashboard with test settings; handing it a running ``SANDBOX`` asks for
     sandbox mode (``GIGA_SANDBOX=1``), and ``DATABASE_URL`` is then its database."""
@@ -71,7 +93,9 @@ def make_app(tmp_path, **overrides):
     if "SANDBOX" in overrides:
         config.setdefault("GIGA_SANDBOX", "1")
         config.setdefault("SANDBOX_DATABASE_URL", config["DATABASE_URL"])
-    return prepare(create_app(config))  # as every process readies it
+    app = prepare(create_app(config))  # as every process readies it
+    _MADE.append(app)
+    return app
 
 
 @pytest.fixture

@@ -127,3 +127,33 @@ def test_each_reading_is_recorded_and_checked_once_in_the_order_read(
     assert len(checked) == reads > 1  # one check a reading: none twice, none missed
     assert checked == sorted(checked)  # in the order they were read
     assert served.alerts() == []  # $124.50 is above the rule's $120.00
+
+
+def test_a_quiet_process_holds_no_thread_and_the_next_reading_starts_one(
+        app, sandbox, monkeypatch):
+    import time
+
+    from webapp.services import arrivals as module
+
+    monkeypatch.setattr(module, "LOOK_EVERY", 0.05)
+    monkeypatch.setattr(module, "IDLE_LOOKS", 2)
+    gateway = app.extensions["giga_gateway"]
+
+    def read_and_wait_until(done):
+        with app.app_context():  # outside a request: handled at once, by the thread
+            gateway.billing(time.monotonic() + 5, fresh=True)
+        for _ in range(200):
+            if done():
+                return
+            time.sleep(0.025)
+        raise AssertionError("not done in 5 s")
+
+    def recorded():
+        with app.app_context():
+            db.session.expire_all()
+            return BalanceSnapshot.query.order_by(BalanceSnapshot.first_seen_at.desc()) \
+                .first().total_balance
+    read_and_wait_until(lambda: not module.arrivals(app).running)  # quiet: it ended
+    with sandbox.state.edit() as account:
+        account["planCreditsRemaining"] = "64.50"
+    read_and_wait_until(lambda: recorded() == Decimal("114.50"))  # a new thread did it

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: how long the thread sleeps between looks when nobody wakes it (seconds)
 LOOK_EVERY = 5.0
+#: looks with nothing to do before the thread ends (the next reading starts another)
+IDLE_LOOKS = 12
 
 
 def reading_arrived(app, reading) -> None:
@@ -51,12 +53,17 @@ class Arrivals:
         self._queue: deque = deque()
         self._working = threading.Lock()  # held while readings are being handled
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="arrivals", daemon=True)
-        self._thread.start()
+        self._thread_lock = threading.Lock()  # a reading queued never finds no thread
+        self._thread: threading.Thread | None = None
 
     def queue(self, reading) -> None:
         """Owe ``reading`` its handling: after the response when there is one, else now."""
-        self._queue.append(reading)
+        with self._thread_lock:
+            self._queue.append(reading)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="arrivals",
+                                                daemon=True)
+                self._thread.start()
         if has_request_context():
             @after_this_request
             def _after_the_response(response):
@@ -65,19 +72,30 @@ class Arrivals:
         else:
             self._wake.set()
 
+    @property
+    def running(self) -> bool:
+        """Whether the thread is there (it ends after ``IDLE_LOOKS`` quiet looks)."""
+        return self._thread is not None
+
     def settle(self) -> None:
         with self._working:
             while self._queue:
                 self._handle(self._queue.popleft())
 
     def _run(self):
+        idle = 0
         while True:
-            self._wake.wait(LOOK_EVERY)
+            woken = self._wake.wait(LOOK_EVERY)
             self._wake.clear()
             try:
                 self.settle()
             except Exception:  # the thread must outlive one bad reading
                 log.exception("a balance reading could not be handled")
+            with self._thread_lock:
+                idle = 0 if woken or self._queue else idle + 1
+                if idle >= IDLE_LOOKS:  # a quiet process holds no thread for it
+                    self._thread = None
+                    return
 
     def _handle(self, reading) -> None:
         """Record ``reading``, then check the alert rules against it. Never raises for
@@ -98,7 +116,7 @@ _lock = threading.Lock()
 
 
 def arrivals(app) -> Arrivals:
-    """The app's arrivals, and their thread, started on the first reading."""
+    """The app's arrivals (their thread starts with a reading, ends after a quiet minute)."""
     with _lock:
         found = app.extensions.get("arrivals")
         if found is None:

@@ -271,7 +271,7 @@ class PageHistory:
 
 
 #: page histories kept per process; a new reading or a new minute makes a new key
-KEPT = 32
+PAGES_KEPT = 32
 
 
 def page_history(key: str, billing: Billing, now: datetime, plans, *,
@@ -303,7 +303,7 @@ def page_history(key: str, billing: Billing, now: datetime, plans, *,
         pace = observed_pace(now, book, billing, **drawn) if known else None
         found = PageHistory(report=report, pace=pace,
                             period=period_usage(this_period) if known else None)
-        if len(cache) >= KEPT:
+        if len(cache) >= PAGES_KEPT:
             cache.clear()
         cache[marker] = found
     return found

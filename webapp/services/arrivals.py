@@ -99,7 +99,7 @@ class Arrivals:
 
     def _handle(self, reading) -> None:
         """Record ``reading``, then check the alert rules against it. Never raises for
-        the database: a busy one skips both (the next reading does them)."""
+        the database: a busy one skips what is left (the next reading does it)."""
         from .alerting.deliveries import evaluate
         from .history.readings import record
 
@@ -109,6 +109,9 @@ class Arrivals:
                 log.info("the database is busy: a balance reading is not recorded")
                 return
             record(reading.value, reading.fetched_at, keep_days=app.config["HISTORY_DAYS"])
+            if busy(app):  # the write found it busy: waiting again to check helps nobody
+                log.info("the database is busy: the alert rules wait for the next reading")
+                return
             evaluate(app, reading.value, reading.fetched_at)
 
 

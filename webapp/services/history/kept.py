@@ -33,9 +33,6 @@ SLACK = timedelta(days=20)
 #: how far before the newest snapshot each top-up reads again
 OVERLAP = timedelta(minutes=5)
 
-_ID_AND_COLUMNS = (BalanceSnapshot.id, *readings.COLUMNS)
-
-
 @dataclass(frozen=True)
 class Recorded:
     """The history as recorded at one moment; every snapshot seen since ``horizon`` is
@@ -115,12 +112,7 @@ class Kept:
     @staticmethod
     def _whole(now: datetime) -> Recorded:
         horizon = now - timedelta(days=DAYS)
-        before = db.session.execute(select(*_ID_AND_COLUMNS).where(
-            BalanceSnapshot.first_seen_at < horizon).order_by(
-            BalanceSnapshot.first_seen_at.desc(), BalanceSnapshot.id.desc()).limit(1)).all()
-        rows = before + db.session.execute(select(*_ID_AND_COLUMNS).where(
-            BalanceSnapshot.first_seen_at >= horizon).order_by(
-            BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
+        rows = readings.rows_seen(horizon)
         return _made(horizon, [Snapshot(*row[1:]) for row in rows], [row[0] for row in rows])
 
     @staticmethod
@@ -129,9 +121,7 @@ class Kept:
         start = bisect.bisect_left(copy.firsts, oldest_first)  # older rows were deleted
         boundary = copy.firsts[-1] - OVERLAP if copy.firsts else copy.horizon
         cut = max(start, bisect.bisect_left(copy.firsts, boundary))
-        fresh = db.session.execute(select(*_ID_AND_COLUMNS).where(
-            BalanceSnapshot.first_seen_at >= boundary).order_by(
-            BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
+        fresh = readings.rows_seen(boundary, in_force=False)
         ids = copy.ids[start:cut] + [r[0] for r in fresh]
         return Recorded(copy.horizon, copy.snaps[start:cut] + [Snapshot(*r[1:]) for r in fresh],
                         ids, copy.firsts[start:cut] + [r[1] for r in fresh],

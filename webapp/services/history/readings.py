@@ -129,17 +129,27 @@ COLUMNS = (BalanceSnapshot.first_seen_at, BalanceSnapshot.last_seen_at, BalanceS
             BalanceSnapshot.period_end)
 
 
+def rows_seen(since: datetime, until: datetime | None = None, *, in_force=True):
+    """Rows ``(id, *COLUMNS)`` first seen in ``[since, until)`` (``None``: no end),
+    oldest first, led by the one in force at ``since`` when ``in_force``."""
+    columns = (BalanceSnapshot.id, *COLUMNS)
+    before = db.session.execute(select(*columns).where(BalanceSnapshot.first_seen_at < since)
+                                .order_by(BalanceSnapshot.first_seen_at.desc(),
+                                          BalanceSnapshot.id.desc()).limit(1)).all() \
+        if in_force else []
+    seen = select(*columns).where(BalanceSnapshot.first_seen_at >= since)
+    if until is not None:
+        seen = seen.where(BalanceSnapshot.first_seen_at < until)
+    return before + db.session.execute(
+        seen.order_by(BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
+
+
 def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
     """Snapshots seen in ``[since, until)``, with the one in force at ``since`` first.
 
     Plain rows, not ORM objects: a range can hold tens of thousands of readings.
     """
-    before = db.session.execute(select(*COLUMNS).where(BalanceSnapshot.first_seen_at < since)
-                                .order_by(BalanceSnapshot.first_seen_at.desc()).limit(1)).all()
-    rows = db.session.execute(select(*COLUMNS).where(
-        BalanceSnapshot.first_seen_at >= since, BalanceSnapshot.first_seen_at < until)
-        .order_by(BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
-    return [Snapshot(*row) for row in before + rows]
+    return [Snapshot(*row[1:]) for row in rows_seen(since, until)]
 
 
 def marker(newest: tuple[int, Snapshot] | None, billing: Billing, seen_at: datetime):

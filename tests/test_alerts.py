@@ -112,11 +112,12 @@ def test_balance_below_fires_once_rearms_after_a_top_up_and_fires_again(
     assert sum(1 for _, body in receiver.received if b"below" in body) == 2
 
 
-def test_the_webhook_is_signed(alert_app, viewer, sandbox, receiver):
+def test_the_webhook_is_signed_with_its_timestamp(alert_app, viewer, sandbox, receiver):
     _set(sandbox, planCreditsRemaining="40.00")
     _read_and_deliver(alert_app, viewer)
     headers, body = receiver.received[0]
-    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    signed = headers["x-giga-timestamp"].encode() + b"." + body
+    expected = "v1=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     assert headers["x-giga-signature"] == expected
     assert headers["content-type"] == "application/json"
 

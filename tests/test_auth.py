@@ -239,3 +239,54 @@ def test_expired_sessions_are_purged_on_a_schedule_without_their_cookies(tmp_pat
         clock.advance(31 * 60 + 60)  # past the idle limit (and the write interval it allows)
         assert purge_expired(clock.now()) == 3
         assert UserSession.query.count() == 0
+
+
+def test_simultaneous_wrong_passwords_are_checked_at_most_the_limit(app, monkeypatch):
+    """40 wrong passwords for one account from one address, all at once: each attempt is
+    counted before its password is checked, so no more than LOGIN_MAX_FAILURES are."""
+    from .support.races import wrong_passwords_at_once
+
+    checks, statuses = wrong_passwords_at_once(app, monkeypatch)
+    assert len(statuses) == 40 and set(statuses) <= {401, 429}
+    assert len(checks) == statuses.count(401) <= app.config["LOGIN_MAX_FAILURES"]
+    # the owner, from elsewhere, is still let in
+    assert _sign_in(app.test_client(), "finance@demo.test", "demo", "10.4.0.2").status_code == 302
+
+
+@pytest.mark.parametrize("forged", [["not-an-address-{i}"], ["10.0.0.{i}:80"],
+                                    ["[2001:db8::{i}]", "unknown"]],
+                         ids=["words", "with a port", "bracketed or unknown"])
+def test_forwarded_values_that_are_not_addresses_share_the_peers_limit(tmp_path, sandbox,
+                                                                        forged):
+    """With TRUST_PROXY the forwarded address is used only when it is an IP address;
+    anything else counts as the peer it came from, so inventing text gets nowhere."""
+    from .conftest import make_app
+    client = make_app(tmp_path, SANDBOX=sandbox, TRUST_PROXY="1").test_client()
+
+    def attempt(i, password="bad"):
+        value = forged[i % len(forged)].format(i=i)
+        return client.post("/signin", data={"email": "finance@demo.test", "password": password},
+                           headers={"X-Forwarded-For": value},
+                           environ_base={"REMOTE_ADDR": "10.5.0.1"})
+    assert [attempt(i).status_code for i in range(5)] == [401] * 5
+    # a value never sent before: the peer's five failures count against it
+    assert attempt(len(forged) * 99, "demo").status_code == 429
+    valid = client.post("/signin", data={"email": "finance@demo.test", "password": "demo"},
+                        headers={"X-Forwarded-For": "203.0.113.7"},
+                        environ_base={"REMOTE_ADDR": "10.5.0.1"})
+    assert valid.status_code == 302  # a real forwarded address is its own client
+
+
+def test_trust_proxy_with_requests_that_carry_no_forwarded_header_is_warned_about_once(
+        tmp_path, sandbox, caplog):
+    """TRUST_PROXY is on but clients reach the dashboard without a proxy: anyone can then
+    choose their address in X-Forwarded-For. Said once, not per request."""
+    import logging
+    from .conftest import make_app
+    client = make_app(tmp_path, SANDBOX=sandbox, TRUST_PROXY="1").test_client()
+    caplog.set_level(logging.WARNING)
+    client.get("/signin", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert "X-Forwarded-For" not in caplog.text
+    for _ in range(3):
+        client.get("/signin")
+    assert caplog.text.count("TRUST_PROXY is 1 but a request came without X-Forwarded-For") == 1

@@ -68,16 +68,30 @@ def test_a_weak_metrics_token_stops_start_up(tmp_path, sandbox, weak):
         make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=weak)
 
 
-def test_wrong_tokens_are_limited_per_address(tmp_path, sandbox):
+def test_wrong_tokens_are_limited_per_address_and_never_refuse_the_right_one(tmp_path, sandbox):
     client = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN).test_client()
 
     def scrape(token, address):
         return client.get("/metrics", headers={"Authorization": f"Bearer {token}"},
                           environ_base={"REMOTE_ADDR": address})
     assert [scrape(f"guess{i}", "10.9.0.1").status_code for i in range(10)] == [401] * 10
-    refused = scrape(TOKEN, "10.9.0.1")  # that address is refused for a minute, right or not
+    refused = scrape("guess10", "10.9.0.1")  # that address's wrong tokens: refused a minute
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
-    assert scrape(TOKEN, "10.9.0.2").status_code == 200  # everyone else scrapes on
+    # the scraper on the same address (a shared NAT, or a forged address) scrapes on
+    assert [scrape(TOKEN, "10.9.0.1").status_code for _ in range(3)] == [200] * 3
+    assert scrape("guess11", "10.9.0.2").status_code == 401  # another address: its own count
+
+
+def test_forged_forwarded_addresses_cannot_lock_the_scraper_out(tmp_path, sandbox):
+    """Behind a proxy (TRUST_PROXY), wrong tokens "from" the scraper's address refuse only
+    wrong tokens."""
+    client = make_app(tmp_path, SANDBOX=sandbox, METRICS_TOKEN=TOKEN,
+                      TRUST_PROXY="1").test_client()
+    scraper = {"X-Forwarded-For": "10.9.0.5"}
+    for i in range(15):
+        client.get("/metrics", headers={**scraper, "Authorization": f"Bearer guess{i}"})
+    assert client.get("/metrics", headers={**scraper, "Authorization": f"Bearer {TOKEN}"}
+                      ).status_code == 200
 
 
 def test_with_redis_down_the_deployments_figures_are_left_out_not_reset(

@@ -69,3 +69,96 @@ def test_two_admins_demoting_each_other_at_once_leave_one(pg_app):
         ["demoted", "refused"]
     with pg_app.app_context():
         assert User.query.filter_by(role="admin").count() == 1
+
+
+def _terminate(pid: int) -> None:
+    """End one PostgreSQL connection (as a restart would), returning once it is gone."""
+    import sqlalchemy as sa
+    from .support.postgres import with_driver
+    engine = sa.create_engine(with_driver(URL), poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:  # the timeout makes it wait for the backend to end
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"),
+                            {"pid": pid}).scalar()
+    engine.dispose()
+
+
+def test_a_connection_lost_after_the_pages_last_query_costs_no_500_postgresql(pg_app, caplog):
+    """The database goes away between a page's last query and the end of its request:
+    the session's removal at teardown finds the connection gone. The page goes out."""
+    from sqlalchemy import text
+    from webapp.extensions import db
+
+    @pg_app.get("/test/lost-after-reading")
+    def lost_after_reading():
+        _terminate(db.session.scalar(text("SELECT pg_backend_pid()")))  # in a transaction
+        return "answered"
+    client = pg_app.test_client()
+    resp = client.get("/test/lost-after-reading")
+    assert resp.status_code == 200 and resp.get_data(as_text=True) == "answered"
+    assert caplog.text.count("lost at the end of a request") == 1  # in one line
+    AuthActions(client).login("finance")
+    assert client.get("/billing").status_code == 200  # the next request gets a live one
+
+
+def _idle_in_transaction() -> int:
+    import sqlalchemy as sa
+    from .support.postgres import with_driver
+    engine = sa.create_engine(with_driver(URL), poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        n = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'")).scalar()
+    engine.dispose()
+    return n
+
+
+@pytest.mark.parametrize("path,first", [("/billing/history.csv", "first seen (UTC)"),
+                                        ("/audit/export.csv", "time (UTC)")])
+def test_a_csv_download_holds_no_transaction_while_the_client_reads_postgresql(
+        pg_app, path, first):
+    """A download the client reads slowly (or never) holds no transaction open; every row
+    still arrives once, ties in time included."""
+    from datetime import datetime, timedelta, timezone
+    from sqlalchemy import insert
+    from webapp.extensions import db
+    from webapp.models import AuditEntry, BalanceSnapshot
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = 2500  # several of the download's chunks, three rows to each time
+    with pg_app.app_context():
+        db.session.execute(insert(BalanceSnapshot), [dict(
+            first_seen_at=start + timedelta(minutes=i // 3), last_seen_at=start + timedelta(
+                minutes=i // 3), plan="starter-pro", plan_credits_remaining=Decimal(i),
+            prepaid_balance=Decimal("50"), total_balance=Decimal(i) + 50,
+            period_start=start, period_end=start + timedelta(days=31)) for i in range(rows)])
+        db.session.execute(insert(AuditEntry), [dict(
+            at=start + timedelta(minutes=i // 3), user_email=f"u{i}@example.com",
+            user_role="finance", action="top-up", amount=Decimal(i), outcome="refused")
+            for i in range(rows)])
+        db.session.commit()
+    client = pg_app.test_client()
+    AuthActions(client).login("finance")
+    resp = client.get(path, buffered=False)
+    try:
+        assert resp.status_code == 200
+        lines = iter(resp.response)
+        assert next(lines).decode().startswith(first)
+        assert _idle_in_transaction() == 0  # the header is out, the client stops reading
+        read = [next(lines) for _ in range(700)]  # into the second batch
+        assert _idle_in_transaction() == 0
+        read += list(lines)
+    finally:
+        resp.close()  # else what it holds would keep the next test from dropping the tables
+    assert len(read) == rows
+    # the fifth column is the plan credits left, or the amount: each row's own number
+    values = sorted(int(Decimal(line.decode().split(",")[4])) for line in read)
+    assert values == list(range(rows))
+
+
+def test_simultaneous_wrong_passwords_are_checked_at_most_the_limit_postgresql(pg_app,
+                                                                               monkeypatch):
+    from .support.races import wrong_passwords_at_once
+
+    checks, statuses = wrong_passwords_at_once(pg_app, monkeypatch)
+    assert len(statuses) == 40 and set(statuses) <= {401, 429}
+    assert len(checks) == statuses.count(401) <= pg_app.config["LOGIN_MAX_FAILURES"]

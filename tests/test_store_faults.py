@@ -8,6 +8,7 @@ exists or told the truth, the row settled once the database is back, never a 500
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy
 
 from webapp.services.checkouts.settlement import outbox, settle_kept
+from webapp.services.checkouts.start import PENDING_WAIT_SECONDS
 from webapp.extensions import db
 from webapp.services.history.readings import record
 from webapp.models import AuditEntry
@@ -241,3 +243,102 @@ def test_a_database_refusing_connections_gets_the_503_page_then_recovers(store):
             conn.commit()
     admin.dispose()
     assert client.get("/billing").status_code == 200
+
+
+def _reads_go_on(store):
+    """A lock on the trail that still lets it be read (so a replay finds its row):
+    SQLite's write lock (WAL), or PostgreSQL's ``EXCLUSIVE`` table lock."""
+    if store.kind == "sqlite":
+        return store.lock
+    return PostgresTableLock(_pg(PG_URL), mode="EXCLUSIVE")
+
+
+def _signed_in(app, role="finance"):
+    client = app.test_client()
+    client.post("/signin", data={"email": f"{role}@example.com", "password": PASSWORD})
+    client.get("/billing")
+    return client
+
+
+def test_an_unreadable_outbox_costs_a_replay_no_500_and_stops_no_expiry(
+        store, fault_server, caplog):
+    """The outbox's path is a folder (EISDIR on every read and write, as root too):
+    the user is still sent to the checkout, a replay waits its time and answers in
+    words, rows left pending are still marked, and the log says so once."""
+    outbox(store.app).path.mkdir()
+    lock = _reads_go_on(store)
+    _checkout_answer(fault_server, on_post=lock.take)
+    try:
+        client, resp = _post(store, "top-up", "u" * 24)
+        assert resp.status_code == 303 and resp.headers["Location"] == CHECKOUT
+        started = time.monotonic()
+        replay = client.post("/billing/topup", data={"amount": "30", "nonce": "u" * 24})
+        took = time.monotonic() - started
+    finally:
+        lock.release()
+    assert replay.status_code == 409, replay.status_code
+    assert "already being processed" in replay.get_data(as_text=True)
+    assert PENDING_WAIT_SECONDS <= took < PENDING_WAIT_SECONDS + 3
+    assert fault_server.count("/api/billing/recharge") == 1
+    for _ in range(3):  # three turns of the background flush
+        store.settle(later=600)
+    row, = store.rows()
+    assert row.outcome == "status unknown: not recorded"
+    lost = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(lost) == 1 and CHECKOUT in lost[0]  # every field, in the log at least
+    assert len([r for r in caplog.records if "cannot be kept in" in r.getMessage()]) == 1
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+def test_a_sandbox_run_from_the_same_folder_never_takes_this_databases_settlement(
+        store, fault_server, sandbox, tmp_path):
+    _checkout_answer(fault_server, on_post=store.lock.take)
+    _, resp = _post(store, "top-up", "s" * 24)
+    assert resp.status_code == 303
+    store.lock.release()
+    (kept_id, kept), = outbox(store.app).waiting()
+    sandboxed = make_app(tmp_path, SANDBOX=sandbox,
+                         DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.db'}")
+    assert outbox(sandboxed).path == outbox(store.app).path  # one folder, two databases
+    now = datetime.now(timezone.utc)
+    with sandboxed.app_context():  # the sandbox's own attempt with the same id
+        db.session.add(AuditEntry(id=kept_id, at=now, user_email="finance@demo.test",
+                                  user_role="finance", action="top-up",
+                                  amount=Decimal("30.00"), outcome="pending", nonce="t" * 24))
+        db.session.commit()
+        settle_kept(sandboxed, now)
+        assert db.session.get(AuditEntry, kept_id).outcome == "pending"
+        assert outbox(sandboxed).find(kept_id) is None
+    assert outbox(store.app).waiting() == [(kept_id, kept)]
+    store.settle()
+    row, = store.rows()
+    assert row.outcome == "sent to checkout" and row.checkout_url == CHECKOUT
+
+
+def test_a_settlement_kept_on_one_host_is_found_and_written_by_another(
+        store, fault_server, redis_server, tmp_path):
+    """Two hosts (their own folders) on one database and one Redis: a replay that
+    reaches the other host follows the checkout, and when the first host is gone
+    for good the other writes its settlement."""
+    hosts = [make_app(tmp_path / name, GIGA_API_URL=fault_server.url,
+                      GIGA_API_KEY="giga_sk_test_fault", DATABASE_URL=store.url,
+                      DATABASE_WAIT_SECONDS="1", BILLING_CACHE_TTL="0", UPSTREAM_DEADLINE="3",
+                      BREAKER_THRESHOLD="100", REDIS_URL=redis_server.url)
+             for name in ("host-a", "host-b")]
+    first, other = (_signed_in(host) for host in hosts)
+    lock = _reads_go_on(store)
+    _checkout_answer(fault_server, on_post=lock.take)
+    try:
+        resp = first.post("/billing/topup", data={"amount": "30", "nonce": "h" * 24})
+        assert resp.status_code == 303 and resp.headers["Location"] == CHECKOUT
+        replay = other.post("/billing/topup", data={"amount": "30", "nonce": "h" * 24})
+        assert replay.status_code == 303 and replay.headers["Location"] == CHECKOUT
+    finally:
+        lock.release()
+    assert fault_server.count("/api/billing/recharge") == 1
+    outbox(hosts[0]).path.unlink()  # the first host and its disk are gone
+    with hosts[1].app_context():
+        settle_kept(hosts[1], datetime.now(timezone.utc))
+    row, = store.rows()
+    assert row.outcome == "sent to checkout" and row.checkout_url == CHECKOUT
+    assert outbox(hosts[1]).waiting() == []

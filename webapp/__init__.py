@@ -130,7 +130,8 @@ def register_upstream(app):
     from .clock import Clock
     from .gateway import BillingGateway, make_store
     from .giga import GigaClient
-    from .services.checkouts.outbox import Outbox
+    from .gateway.redis_store import connect
+    from .services.checkouts.outbox import Outbox, database_key
     from .services.arrivals import reading_arrived
 
     cfg = app.config
@@ -146,8 +147,13 @@ def register_upstream(app):
                         total_timeout=cfg["UPSTREAM_DEADLINE"])
     app.extensions["clock"] = clock
     app.extensions["giga_store"] = store
-    # what upstream said of a checkout, kept here while the database will not take it
-    app.extensions["checkout_outbox"] = Outbox(app.instance_path)
+    # what upstream said of a checkout, kept here while the database will not take it:
+    # on this host's disk, and in Redis where every host finds it; only this
+    # database's (a sandbox run from the same folder never takes production's)
+    app.extensions["checkout_outbox"] = Outbox(
+        app.instance_path, database_key(cfg["SQLALCHEMY_DATABASE_URI"]),
+        redis_client=connect(cfg["REDIS_URL"]) if cfg["REDIS_URL"] else None,
+        adopt_unkeyed=not cfg["SANDBOX_MODE"])
     app.extensions["giga_gateway"] = BillingGateway(
         client, store, clock=clock,
         billing_ttl=cfg["BILLING_CACHE_TTL"],

@@ -11,13 +11,28 @@ while another process holds a write lock.
 
 Writes a page can do without (a session's "last seen", a balance reading,
 an alert check) are skipped for a few seconds after one of them found the
-database busy, so a page does not wait once per such write.
+database busy, so a page does not wait once per such write. Such a busy
+spell is two lines in the log: one when it starts, one with how long it
+lasted when a write gets through again -- not one per skipped write.
+
+A process starting while its database is away (PostgreSQL still starting,
+say) waits for it, up to ``DATABASE_START_WAIT_SECONDS``, then refuses to
+start in one line that names ``DATABASE_URL``.
 """
 from __future__ import annotations
 
-from sqlalchemy import text
+import logging
+import threading
+import time
+
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import InterfaceError, OperationalError, PendingRollbackError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import NullPool
+
+from .settings import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: what a database that is busy, restarting or away raises (not a bug in a query)
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, PendingRollbackError)
@@ -38,12 +53,64 @@ def engine_options(url: str, wait: int) -> dict:
             "connect_args": {"connect_timeout": wait, "options": options}}
 
 
-def prepare(engine) -> None:
-    """Once per database: SQLite into WAL mode (kept in the file), so readers go on
-    while a writer holds its lock."""
+def prepare(app, engine) -> None:
+    """Once per app: SQLite into WAL mode (kept in the file), so readers go on while a
+    writer holds its lock; and every write watched for the end of a busy spell."""
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             conn.execute(text("PRAGMA journal_mode=WAL"))
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def a_write_got_through(conn, cursor, statement, parameters, context, executemany):
+        if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+            _wrote(app)
+
+
+def wait_until_answering(engine, seconds: int) -> None:
+    """Return once ``engine``'s database takes a connection, trying for up to ``seconds``
+    (said once in the log if it does not at once). A SQLite file is not waited for:
+    it is there or it is a mistake.
+
+    Raises ``ConfigError`` naming ``DATABASE_URL`` when it never does.
+    """
+    if engine.dialect.name == "sqlite":
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    deadline = time.monotonic() + seconds
+    said = False
+    while True:
+        try:
+            with engine.connect():
+                return
+        except UNAVAILABLE as exc:
+            reason = _first_line(exc)
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"the database at {where} (DATABASE_URL) did not answer within "
+                              f"{seconds} s: {reason}. Check that it is running and that "
+                              "DATABASE_URL points at it.")
+        if not said:
+            said = True
+            log.warning("the database at %s (DATABASE_URL) is not answering (%s); waiting up "
+                        "to %d s for it", where, reason, seconds)
+        time.sleep(1)
+
+
+def wait_for_database(url: str, wait: int, seconds: int) -> None:
+    """``wait_until_answering`` for the database at ``url``, before any app is made (a
+    server's master process, before its workers start). Raises ``ConfigError``."""
+    if url.startswith("sqlite"):
+        return
+    engine = create_engine(url, poolclass=NullPool,
+                           connect_args=engine_options(url, wait)["connect_args"])
+    try:
+        wait_until_answering(engine, seconds)
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own words for ``exc``, in one short line (no password is in them)."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -51,13 +118,56 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UNAVAILABLE)
 
 
-def mark_busy(app) -> None:
-    """The database was busy just now: skip writes a page can do without for a moment."""
-    clock = app.extensions["clock"]
-    app.extensions["database_busy_until"] = clock.monotonic() + BUSY_BACKOFF_SECONDS
+class _Spell:
+    """One app's busy spell: since when (``None``: none), and until when writes a page
+    can do without are skipped."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.since: float | None = None
+        self.until: float | None = None
+
+
+_spells_lock = threading.Lock()
+
+
+def _spell(app) -> _Spell:
+    spell = app.extensions.get("database_busy")
+    if spell is None:
+        with _spells_lock:
+            spell = app.extensions.setdefault("database_busy", _Spell())
+    return spell
+
+
+def mark_busy(app, reason: BaseException | None = None) -> None:
+    """The database was busy just now (``reason``, when known): skip writes a page can
+    do without for a moment. Said in the log when a spell starts, not each time."""
+    spell = _spell(app)
+    now = app.extensions["clock"].monotonic()
+    with spell.lock:
+        spell.until = now + BUSY_BACKOFF_SECONDS
+        if spell.since is not None:
+            return
+        spell.since = now
+    log.warning("the database is busy%s: writes a page can do without (last seen, readings, "
+                "alert checks) are skipped until it takes one again",
+                f" ({_first_line(reason)})" if reason is not None else "")
 
 
 def busy(app) -> bool:
     """Whether a write a page can do without should be skipped now (see ``mark_busy``)."""
-    until = app.extensions.get("database_busy_until")
+    until = _spell(app).until
     return until is not None and app.extensions["clock"].monotonic() < until
+
+
+def _wrote(app) -> None:
+    """A write got through: the busy spell, if there is one, is over."""
+    spell = _spell(app)
+    if spell.since is None:  # the usual case, without taking the lock
+        return
+    now = app.extensions["clock"].monotonic()
+    with spell.lock:
+        if spell.since is None:
+            return
+        lasted, spell.since, spell.until = now - spell.since, None, None
+    log.info("the database takes writes again, after %.0f s busy", lasted)

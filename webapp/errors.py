@@ -99,15 +99,15 @@ def render_upstream_error(exc, *, action_note=None):
     return render_error(status, title, message, retry_after=exc.retry_after, error=exc)
 
 
-def render_store_busy(message=None):
-    """The 503 page for a database that is busy or away: plain words, ``Retry-After``,
-    and the balance as last read when the user is known to be allowed to see it.
-    Touches the database no further."""
+def render_store_busy(message=None, *, reason=None):
+    """The 503 page for a database that is busy or away (``reason``: what it raised,
+    for the log): plain words, ``Retry-After``, and the balance as last read when the
+    user is known to be allowed to see it. Touches the database no further."""
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 -- the connection may be gone; the page must go out
         log.debug("rollback after a database fault failed", exc_info=True)
-    mark_busy(current_app)
+    mark_busy(current_app, reason)
     if "_login_user" not in g:  # not loaded: the page must not ask the database who it is
         g._login_user = AnonymousUserMixin()
     balance = None
@@ -142,8 +142,9 @@ def init_errorhandlers(app):
     for unavailable in UNAVAILABLE:
         @app.errorhandler(unavailable)
         def store_unavailable(exc):
-            log.warning("the database is unavailable: %s", str(exc).splitlines()[0][:200])
-            return render_store_busy()
+            # the busy spell's first line in the log says why; one line a page would flood it
+            log.debug("the database is unavailable: %s", str(exc).splitlines()[0][:200])
+            return render_store_busy(reason=exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc):

@@ -1,5 +1,6 @@
 """What the dashboard stores: users, their sign-in sessions, failed sign-ins,
-the audit trail of billing actions, and the balance history."""
+the audit trail of billing actions, the balance history (and the lock its
+recordings take), and the alert rules, their states and deliveries."""
 from __future__ import annotations
 
 import secrets
@@ -154,6 +155,28 @@ class BalanceSnapshot(db.Model):
     period_end: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+#: the ``HistoryLock`` row of the account the dashboard watches (it watches one)
+HISTORY = 1
+
+
+class HistoryLock(db.Model):
+    """The row every recording of a balance reading updates first, and holds until it
+    commits: recordings are taken one at a time across processes and hosts, so each
+    one reads the newest snapshot as it truly is before its own (see
+    ``services.history.readings.record``).
+
+    A row's update is the one lock SQLite and PostgreSQL share: on SQLite it takes
+    the database's write lock before the newest snapshot is read, on PostgreSQL
+    that row's lock, which nothing but a recording waits for.
+    """
+
+    __tablename__ = "history_locks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: readings recorded so far (the update has to change something; this is it)
+    recordings: Mapped[int] = mapped_column(default=0)
+
+
 class AlertSettings(db.Model):
     """The admin's alert rules (one row); the built-in plan-credit rules need none."""
 
@@ -170,13 +193,17 @@ class AlertSettings(db.Model):
 
 class AlertState(db.Model):
     """Whether a rule may fire: it fires once when its condition becomes true
-    (armed -> fired) and re-arms when the condition is false again."""
+    (armed -> fired) and re-arms when the condition is false again -- on readings
+    newer than the last one that acted on it only."""
 
     __tablename__ = "alert_states"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     armed: Mapped[bool] = mapped_column(default=True)
     crossings: Mapped[int] = mapped_column(default=0)
+    #: when the newest reading that acted on this rule was read: an older one, checked
+    #: late by a slower process, neither fires nor re-arms it
+    reading_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Alert(db.Model):

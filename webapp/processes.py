@@ -10,6 +10,8 @@
   run``): ``prepare``, the sandbox's server, the background worker from the
   start (alert deliveries, checkout settlements, the session purge) and, in
   sandbox mode, the banner with the demo accounts.
+- ``forked``: a gunicorn worker forked from a master that loaded the app
+  (``--preload``): its own database connections and its own threads.
 - a ``flask`` command: ``prepare`` (``commands.PreparedGroup``); those that
   run long start what they need themselves (``billing poll --every``).
 """
@@ -48,9 +50,31 @@ def serve(app):
     return app
 
 
+def forked(app):
+    """Ready ``app``, made before this process was forked from its parent (``gunicorn
+    --preload``), for this process: a connection pool of its own, since the parent's
+    connections, used from two processes, would mix their conversations with the
+    database; and the threads ``serve`` started, which a fork does not copy."""
+    from .extensions import db
+    from .services.background import worker
+
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose(close=False)  # SQLAlchemy's way: the parent's are left to it
+    for started in ("background_worker", "arrivals"):
+        app.extensions.pop(started, None)
+    worker(app)
+    return app
+
+
 def prepare(app):
-    """Bring the schema up to date (Alembic migrations), then seed demo users in
-    sandbox mode or remove them otherwise (once per app; returns it)."""
+    """Wait for the database if it is still starting, bring the schema up to date
+    (Alembic migrations), then seed demo users in sandbox mode or remove them
+    otherwise (once per app; returns it).
+
+    Raises ``ConfigError`` (under a ``flask`` command, click's one-line error) when the
+    database does not answer within ``DATABASE_START_WAIT_SECONDS``.
+    """
     if app.extensions.get("prepared"):
         return app
     from .database import prepare as prepare_engine
@@ -63,14 +87,30 @@ def prepare(app):
         # a newcomer's first run: the instance/ folder does not exist yet
         Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
     with app.app_context():
+        _database_answers(app)
         with _one_migrator(sqlite_file):
             _upgrade_schema()
-            prepare_engine(db.engine)
+            prepare_engine(app, db.engine)
             if app.config.get("SANDBOX_SEED_HISTORY"):
                 _seed_sandbox_history(app)
         sync_demo_users(app.config["SANDBOX_MODE"])
     app.extensions["prepared"] = True
     return app
+
+
+def _database_answers(app):
+    """Return once the database takes a connection (see ``database.wait_until_answering``).
+    Raises ``ConfigError``, or click's one-line error under a ``flask`` command."""
+    from .database import wait_until_answering
+    from .extensions import db
+    from .settings import ConfigError
+
+    try:
+        wait_until_answering(db.engine, app.config["DATABASE_START_WAIT_SECONDS"])
+    except ConfigError as exc:
+        if click.get_current_context(silent=True) is not None:
+            raise click.ClickException(str(exc)) from None
+        raise
 
 
 @contextmanager

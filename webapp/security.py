@@ -1,6 +1,7 @@
 """Response headers, cookie policy, proxy trust, and the checkout redirect allowlist."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from urllib.parse import urlsplit
@@ -28,7 +29,8 @@ def init_security(app):
     app.session_interface = _SessionInterface()
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(ForwardedAddress(app.wsgi_app, hops), x_for=hops,
+                                x_proto=hops, x_host=hops)
     else:
         _warn_of_an_untrusted_proxy(app)
     form_targets = " ".join(["'self'"] + [f"https://{h}" for h in app.config[
@@ -66,6 +68,51 @@ def _warn_of_an_untrusted_proxy(app):
                         "proxy every user seems to come from the proxy's address, and sign-in "
                         "throttling by address treats them all as one. Set TRUST_PROXY to the "
                         "number of proxies in front of the dashboard.")
+
+
+class ForwardedAddress:
+    """WSGI middleware behind ``ProxyFix``: the client's address it took from
+    ``X-Forwarded-For`` is kept only when it is an IP address.
+
+    ProxyFix takes whatever text is there; counted by that text, each made-up
+    value would be a client of its own with a clean sign-in record. Anything
+    else counts as the peer the request came from. Requests that come without
+    the header at all mean clients reach gunicorn past the proxy, where any of
+    them can choose its address: said in the log, once per process.
+    """
+
+    def __init__(self, app, hops: int):
+        self.app, self.hops = app, hops
+        self._warned: set[str] = set()
+        self._warned_lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        peer = environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR")
+        if "HTTP_X_FORWARDED_FOR" not in environ:
+            self._warn_once("missing", "TRUST_PROXY is %d but a request came without "
+                            "X-Forwarded-For: clients seem to reach the dashboard without "
+                            "the proxy, and each of them can then choose the address its "
+                            "sign-in attempts are counted by. Let only the proxy reach "
+                            "gunicorn, or set TRUST_PROXY=0.", self.hops)
+        elif environ.get("REMOTE_ADDR") != peer:
+            forwarded = environ.get("REMOTE_ADDR", "")
+            try:
+                environ["REMOTE_ADDR"] = str(ipaddress.ip_address(forwarded))
+            except ValueError:
+                environ["REMOTE_ADDR"] = peer
+                self._warn_once("invalid", "X-Forwarded-For held %r, not an IP address: "
+                                "such a request counts as the peer it came from (%s)",
+                                forwarded[:64], peer)
+        return self.app(environ, start_response)
+
+    def _warn_once(self, kind: str, message: str, *args) -> None:
+        if kind in self._warned:
+            return
+        with self._warned_lock:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+        log.warning(message, *args)
 
 
 def checkout_url_allowed(url, hosts, origins=()) -> bool:

@@ -49,6 +49,7 @@ DEFAULTS = {
     "ACTIONS_PER_MINUTE": "5",
     "DATABASE_URL": None,
     "DATABASE_WAIT_SECONDS": "3",
+    "DATABASE_START_WAIT_SECONDS": "30",
     "REDIS_URL": None,
     "HISTORY_DAYS": "400",
     "SMTP_URL": None,
@@ -147,6 +148,22 @@ def _hosts(raw) -> tuple[str, ...]:
             raise ConfigError("CHECKOUT_ALLOWED_HOSTS must be a comma-separated list of host "
                               f"names like checkout.stripe.com, got {host!r}.")
     return hosts
+
+
+def _instance_path(raw) -> Path:
+    """``INSTANCE_PATH``: where this deployment keeps its files (the outbox of
+    unsettled checkouts, the hashed static files, and by default the SQLite database
+    and the sandbox's state, database and key). A folder this process may write to,
+    or may make. Raises ``ConfigError``."""
+    path = Path(str(raw).strip()).expanduser().absolute() if raw and str(raw).strip() \
+        else INSTANCE
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"INSTANCE_PATH must be a folder, but {path} is a file.")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"INSTANCE_PATH {path} cannot be used: {existing} is not a folder "
+                          "this process may write to.")
+    return path
 
 
 def _database_url(raw, instance: Path) -> str:
@@ -250,7 +267,7 @@ def load_settings(environ=None, overrides=None) -> dict:
     overrides = dict(overrides or {})
     raw = {k: overrides.get(k, environ.get(k, v)) for k, v in DEFAULTS.items()}
     testing = bool(overrides.get("TESTING", False))
-    instance = Path(overrides.get("INSTANCE_PATH", INSTANCE))
+    instance = _instance_path(overrides.get("INSTANCE_PATH", environ.get("INSTANCE_PATH")))
     cfg = dict(overrides)
     cfg["TESTING"] = testing
     _upstream_settings(cfg, raw, testing)
@@ -318,7 +335,7 @@ def _numbers(cfg, raw):
     for name in ("BILLING_CACHE_TTL", "PLANS_CACHE_TTL", "STALE_MAX_AGE", "UPSTREAM_GET_RETRIES",
                  "UPSTREAM_RESERVED_FOR_ACTIONS",
                  "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "TRUST_PROXY",
-                 "LOGIN_FAILURE_WINDOW_MINUTES", "SANDBOX_PORT"):
+                 "LOGIN_FAILURE_WINDOW_MINUTES", "SANDBOX_PORT", "DATABASE_START_WAIT_SECONDS"):
         cfg[name] = _int(name, raw[name])
     cfg["SANDBOX_SPEND_PER_HOUR"] = _amount("SANDBOX_SPEND_PER_HOUR",
                                             raw["SANDBOX_SPEND_PER_HOUR"])

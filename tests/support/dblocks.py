@@ -48,13 +48,15 @@ class PostgresTableLock:
 
 
 def terminate_other_connections(url: str) -> int:
-    """``pg_terminate_backend`` for every other connection to the database (as a restart
-    would drop them); returns how many were ended."""
+    """``pg_terminate_backend`` for every other client connection to the database (as a
+    restart would drop them; not the server's own, such as an autovacuum worker, which
+    only a superuser may end); returns how many were ended."""
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as conn:
             return len(conn.execute(sqlalchemy.text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all())
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'")).all())
     finally:
         engine.dispose()

@@ -29,15 +29,16 @@ def wait_for(base: str, seconds: float = 20) -> None:
 
 
 class Gunicorn:
-    """``gunicorn wsgi:app`` with ``env`` on a free loopback port; its log goes to ``log``."""
+    """``gunicorn wsgi:app`` with ``env`` on a free loopback port; its log goes to ``log``;
+    ``args`` are more of gunicorn's options (``--preload``)."""
 
-    def __init__(self, env: dict, log: Path, workers: int = 1):
+    def __init__(self, env: dict, log: Path, workers: int = 1, args: tuple = ()):
         self.port = closed_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "-w", str(workers), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
+             "-w", str(workers), "--bind", f"127.0.0.1:{self.port}", *args, "wsgi:app"],
             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=self._log,
             start_new_session=True)
         try:

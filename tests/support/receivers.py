@@ -39,7 +39,11 @@ class MailBox:
 
 class WebhookReceiver:
     """An HTTP endpoint that records each POST; ``status`` sets its answer, and it can
-    be stopped and started again on the same port, as a receiver that was down."""
+    be stopped and started again on the same port, as a receiver that was down.
+
+    It counts the requests it is answering at once (``most_in_flight``), and can hold
+    its first ``hold`` requests unanswered until ``release`` is set, as a receiver
+    still working on them while their sender dies."""
 
     def __init__(self):
         self.port = closed_port()
@@ -47,6 +51,13 @@ class WebhookReceiver:
         self.status = 200
         #: seconds to wait before answering, as a slow chat service would
         self.delay = 0.0
+        self.hold = 0
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._quiet = threading.Condition()
+        self._closing = threading.Event()
         self._server = None
         self.start()
 
@@ -60,14 +71,21 @@ class WebhookReceiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                time.sleep(receiver.delay)
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()},
-                                          body))
-                self.send_response(receiver.status)
-                if receiver.status in (301, 302, 307, 308):
-                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                with receiver._quiet:
+                    index = len(receiver.received)
+                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()},
+                                              body))
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                    receiver._quiet.notify_all()
+                try:
+                    receiver.respond(self, index)
+                except OSError:
+                    self.close_connection = True  # the sender went away: nobody to answer
+                finally:
+                    with receiver._quiet:
+                        receiver.in_flight -= 1
+                        receiver._quiet.notify_all()
 
             def log_message(self, *args):
                 pass
@@ -75,13 +93,83 @@ class WebhookReceiver:
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
+    def respond(self, handler, index: int) -> None:
+        """Answer request number ``index`` (from 0). Raises ``OSError`` when the sender
+        is gone."""
+        if index < self.hold:
+            self.holding.set()
+            self.release.wait()
+        time.sleep(self.delay)
+        handler.send_response(self.status)
+        if self.status in (301, 302, 307, 308):
+            handler.send_header("Location", "http://127.0.0.1:9/elsewhere")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def wait_received(self, count: int, seconds: float) -> bool:
+        """Wait until ``count`` requests have come; False if fewer have after ``seconds``."""
+        with self._quiet:
+            return self._quiet.wait_for(lambda: len(self.received) >= count, seconds)
+
+    def wait_quiet(self, seconds: float) -> bool:
+        """Wait until no request is being answered; False if one still is after
+        ``seconds``."""
+        with self._quiet:
+            return self._quiet.wait_for(lambda: self.in_flight == 0, seconds)
+
     def stop(self):
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
 
-    close = stop
+    def close(self):
+        self._closing.set()
+        self.release.set()
+        self.stop()
+
+
+class DrippingReceiver(WebhookReceiver):
+    """Answers its first ``drips`` requests one byte a second (a whole answer takes
+    ``len(ANSWER)`` seconds), the later ones at once."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    def __init__(self, drips: int, every: float = 1.0):
+        self.drips, self.every = drips, every
+        super().__init__()
+
+    def respond(self, handler, index):
+        if index >= self.drips:
+            return super().respond(handler, index)
+        handler.close_connection = True
+        for i in range(len(self.ANSWER)):
+            handler.wfile.write(self.ANSWER[i:i + 1])
+            if self._closing.wait(self.every):
+                return
+
+
+class HugeAnswerReceiver(WebhookReceiver):
+    """Answers with ``size`` bytes of body as fast as the sender takes them, and
+    counts how many the sender's socket took (``bytes_written``)."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, size: int, status: int = 200):
+        self.size, self.bytes_written = size, 0
+        super().__init__()
+        self.status = status
+
+    def respond(self, handler, index):
+        handler.close_connection = True
+        handler.send_response(self.status)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(self.size))
+        handler.end_headers()
+        chunk = b"x" * self.CHUNK
+        while self.bytes_written < self.size and not self._closing.is_set():
+            handler.wfile.write(chunk)
+            self.bytes_written += len(chunk)
 
 
 class BlackHole:

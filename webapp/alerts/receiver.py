@@ -1,18 +1,30 @@
 """A webhook receiver to try alerts with:  python -m webapp.alerts.receiver [--port 9000]
 
-Prints each alert it receives (and whether its signature checks out when
-ALERT_WEBHOOK_SECRET is set in its environment). Loopback only; for trying
-the dashboard out, not for production.
+Prints each alert it receives, once: a delivery sent again (delivery is at
+least once) is recognised by its X-Giga-Delivery id and dropped. With
+ALERT_WEBHOOK_SECRET in its environment it checks each request as a real
+receiver should (signature over timestamp and body, timestamp within five
+minutes) and refuses, with a 401, one that fails. Loopback only; for trying
+the dashboard out, not for production (it remembers ids only while it runs).
 """
 from __future__ import annotations
 
 import argparse
-import hmac
 import http.server
 import json
 import os
+import threading
+import time
 
-from ..services.alerting.channels import SIGNATURE_HEADER, signature
+from ..services.alerting.channels import DELIVERY_HEADER, verify
+
+
+def _text(body: bytes) -> str:
+    """The alert's text, or the body as it came when it is not one of ours."""
+    try:
+        return str(json.loads(body).get("text"))
+    except (ValueError, AttributeError):
+        return body.decode(errors="replace")
 
 
 def main(argv=None):
@@ -20,21 +32,28 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
     secret = os.environ.get("ALERT_WEBHOOK_SECRET")
+    seen: set[str] = set()
+    lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(min(int(self.headers.get("Content-Length", 0)), 1 << 20))
-            verdict = ""
-            if secret:
-                good = hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""),
-                                           signature(secret, body))
-                verdict = " (signature ok)" if good else " (SIGNATURE DOES NOT MATCH)"
-            try:
-                print(json.loads(body).get("text", body.decode(errors="replace")) + verdict,
-                      flush=True)
-            except ValueError:
-                print(body.decode(errors="replace") + verdict, flush=True)
-            self.send_response(204)
+            delivery = self.headers.get(DELIVERY_HEADER, "")
+            if secret and (problem := verify(secret, self.headers, body, time.time())):
+                print(f"REFUSED delivery {delivery or '(no id)'}: {problem}", flush=True)
+                return self._answer(401)
+            with lock:  # one id at a time, so two copies at once still print once
+                repeat = bool(delivery) and delivery in seen
+                seen.add(delivery)
+            if repeat:
+                print(f"(repeat of delivery {delivery}, already printed: dropped)", flush=True)
+            else:
+                print(_text(body) + (" (signature ok)" if secret else ""), flush=True)
+            self._answer(204)  # a repeat too: the sender stops sending it
+
+        def _answer(self, status):
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def log_message(self, *args):

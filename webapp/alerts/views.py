@@ -77,6 +77,7 @@ def test():
         return limits.too_many("Test alert already sent", "A test alert was sent a moment ago. "
                                "Wait a minute before sending another.", wait,
                                back=(url_for("alerts.index"), "Back to Alerts"))
-    send_test(current_app._get_current_object(), app_clock().now(), current_user.email)
+    send_test(current_app._get_current_object(), app_clock().now(), current_user.id,
+              current_user.email)
     flash("Test alert queued; its delivery status shows below in a few seconds.", "success")
     return redirect(url_for("alerts.index"), 303)

@@ -9,6 +9,13 @@ once with a 429 and ``Retry-After``, never by holding a request thread. Its
 owner, with the right password, from an address without recent failures,
 is let in at once.
 
+An attempt is counted before its password is checked (``reserve``): its
+row is written first, as a failure, and the counts are taken after it, so
+of any number of attempts made at once no more than the limit are checked
+(the k-th to be written sees at least k). A refused attempt's row is taken
+back (``release``); a right password clears its address's rows for the
+account; a wrong one leaves its row as the failure it is.
+
 An IPv6 client is counted by its /64 network, which one host usually has
 whole: otherwise each of its millions of addresses would be a clean one.
 """
@@ -36,7 +43,8 @@ def _window() -> timedelta:
 
 def client_key(address: str | None) -> str:
     """What failures are counted by: the IPv4 address, an IPv6 address's /64 network,
-    or (not an address: a proxy's header) the text, cut to the column's length."""
+    or (no address: a unix socket's peer) the text, cut to the column's length. A
+    forwarded address is an IP address by now (``security.init_security``)."""
     try:
         ip = ipaddress.ip_address((address or "").strip())
     except ValueError:
@@ -62,9 +70,27 @@ def _aware(when):
     return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+def reserve(email: str, address: str) -> int:
+    """Count this attempt as a failure before its password is checked (and forget
+    failures too old to matter: the table stays small); returns its row's id."""
+    now = app_clock().now()
+    db.session.execute(delete(LoginFailure).where(LoginFailure.at < now - _window()))
+    attempt = LoginFailure(email=email, address=address, at=now)
+    db.session.add(attempt)
+    db.session.commit()
+    return attempt.id
+
+
+def release(attempt: int) -> None:
+    """An attempt refused before its password was checked: it is not a failure."""
+    db.session.execute(delete(LoginFailure).where(LoginFailure.id == attempt))
+    db.session.commit()
+
+
 def seconds_blocked(email: str, address: str) -> int:
     """How long sign-in stays refused for ``email`` from ``address`` (0 = not refused):
-    too many failures from this address, or for this account from this address."""
+    more failures than the limit from this address, or for this account from this
+    address, counting the attempt ``reserve`` has just written."""
     cfg = current_app.config
     waits = []
     for conditions, limit in (
@@ -72,41 +98,35 @@ def seconds_blocked(email: str, address: str) -> int:
             ((LoginFailure.address == address, LoginFailure.email == email),
              cfg["LOGIN_MAX_FAILURES"])):
         count, oldest, _ = _failures(*conditions)
-        if count >= limit and oldest is not None:
+        if count > limit and oldest is not None:
             waits.append(math.ceil((oldest + _window() - app_clock().now()).total_seconds()))
     return max(waits, default=0)
 
 
-def seconds_slowed(email: str, address: str) -> int:
+def seconds_slowed(email: str, address: str, attempt: int) -> int:
     """How long ``email`` is spaced out for ``address`` (0 = check the password now).
 
-    Nothing until the account has ``LOGIN_MAX_FAILURES`` failures (from anywhere)
-    in the window; then its next attempt from an address that failed recently
-    comes ¼ s after its last failure, doubling up to ``MAX_SLOWDOWN_SECONDS``.
-    An address without recent failures is never spaced out.
+    Nothing until the account has ``LOGIN_MAX_FAILURES`` failures (from anywhere,
+    this ``attempt`` left out) in the window; then its next attempt from an address
+    that failed recently comes ¼ s after its last failure, doubling up to
+    ``MAX_SLOWDOWN_SECONDS``. An address without recent failures is never spaced out.
     """
-    count, _, last = _failures(LoginFailure.email == email)
+    others = LoginFailure.id != attempt
+    count, _, last = _failures(LoginFailure.email == email, others)
     over = count - current_app.config["LOGIN_MAX_FAILURES"]
     if over < 0 or last is None:
         return 0
     spacing = min(MAX_SLOWDOWN_SECONDS, FIRST_SLOWDOWN_SECONDS * 2 ** min(over, 10))
     left = (last + timedelta(seconds=spacing) - app_clock().now()).total_seconds()
-    if left <= 0 or not _failures(LoginFailure.address == address)[0]:
+    if left <= 0 or not _failures(LoginFailure.address == address, others)[0]:
         return 0
     return math.ceil(left)
 
 
-def record_failure(email: str, address: str):
-    """Count one failure, and forget those too old to matter (the table stays small)."""
-    now = app_clock().now()
-    db.session.execute(delete(LoginFailure).where(LoginFailure.at < now - _window()))
-    db.session.add(LoginFailure(email=email, address=address, at=now))
-    db.session.commit()
-
-
 def clear_failures(email: str, address: str):
-    """A right password from ``address``: forget that pair's failures (an attacker's
-    failures from elsewhere still count against their own addresses)."""
+    """A right password from ``address``: forget that pair's failures, this attempt's
+    included (an attacker's failures from elsewhere still count against their own
+    addresses)."""
     db.session.execute(delete(LoginFailure).where(LoginFailure.email == email,
                                                   LoginFailure.address == address))
     db.session.commit()

@@ -26,8 +26,12 @@ def signin():
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         address = throttle.client_key(request.remote_addr)
+        # counted before the check, so attempts made at once cannot all be checked
+        attempt = throttle.reserve(email, address)
         wait = throttle.seconds_blocked(email, address)
-        spaced = 0 if wait else throttle.seconds_slowed(email, address)
+        spaced = 0 if wait else throttle.seconds_slowed(email, address, attempt)
+        if wait or spaced:
+            throttle.release(attempt)  # refused unchecked: not a failure
         if wait:
             minutes = max(1, (wait + 59) // 60)
             form.form_errors.append(
@@ -50,7 +54,7 @@ def signin():
             if user is None:
                 # same work as a real check, so timing does not reveal who has an account
                 check_password_hash(DUMMY_HASH, form.password.data)
-            throttle.record_failure(email, address)
+            # the attempt's row, written before the check, stays as its failure
             form.form_errors.append(GENERIC_FAILURE)
             status = 401
     elif request.method == "POST":

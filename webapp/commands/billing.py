@@ -78,7 +78,8 @@ def poll(every):
         # a cron-only deployment's checkouts settle here too (see audit.settlement)
         settle_kept(current_app, current_app.extensions["clock"].now())
         raise SystemExit(0 if ok else 1)
-    worker(current_app)  # delivers and settles between polls, retries included
+    # the app itself, not the context-bound proxy: the worker's thread has no context
+    worker(current_app._get_current_object())  # delivers and settles between polls
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

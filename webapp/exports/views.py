@@ -4,14 +4,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flask import Blueprint, request
+from sqlalchemy import select
 
 from ..services import limits
 from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
-from ..downloads import csv_download
+from ..downloads import csv_download, in_chunks
 from ..errors import render_upstream_error
 from ..giga import GigaError
-from ..services.history import readings as service
+from ..models import BalanceSnapshot
 from ..services.history.report import RANGES, page_history
 
 bp = Blueprint("exports", __name__, url_prefix="/billing")
@@ -54,13 +55,16 @@ def history_csv():
 
     names = plan_names()
 
+    def row(r):
+        return (_stamp(r.first_seen_at), _stamp(r.last_seen_at), r.plan, names.get(r.plan, ""),
+                _money(r.plan_credits_remaining), _money(r.prepaid_balance),
+                _money(r.total_balance), _stamp(r.period_start), _stamp(r.period_end))
+
     def rows():
         yield SNAPSHOT_COLUMNS
-        for r in service.all_snapshot_rows():
-            yield (_stamp(r.first_seen_at), _stamp(r.last_seen_at), r.plan,
-                   names.get(r.plan, ""), _money(r.plan_credits_remaining),
-                   _money(r.prepaid_balance), _money(r.total_balance), _stamp(r.period_start),
-                   _stamp(r.period_end))
+        # oldest first, a batch at a time: no transaction open while the client reads
+        yield from in_chunks(select(BalanceSnapshot),
+                             (BalanceSnapshot.first_seen_at, BalanceSnapshot.id), row)
     return csv_download(rows(), "balance-history")
 
 

@@ -11,7 +11,8 @@ Redis trouble is a fault like any other: when Redis cannot be reached in
 ``MemoryStore`` instead, for at least ``recheck`` seconds before Redis is
 tried again. Cache entries are mirrored locally, so last known figures
 survive an outage; the local budget is this process's conservative share
-(the budget over the number of processes last seen alive).
+(the budget over the number of processes last seen alive -- before any is
+seen, as when Redis was never reached, over this host's gunicorn workers).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from .store import MemoryStore
 
 log = logging.getLogger(__name__)
 
-#: processes assumed to share the budget until heartbeats have been seen for a while
+#: processes assumed to share the budget at least, until heartbeats have been seen for a
+#: while: a host knows its own workers (``expected_processes``), not other hosts'
 ASSUMED_PROCESSES = 4
 #: the fallback divides by the most processes seen alive over this long
 PROCESS_MEMORY = 300.0
@@ -86,6 +88,17 @@ def connect(url: str, op_timeout: float = 0.5) -> redis.Redis:
                                 retry=Retry(NoBackoff(), 0), health_check_interval=30)
 
 
+def expected_processes() -> int:
+    """The processes this one expects to share the budget with before any heartbeat:
+    this host's gunicorn workers (``gunicorn.conf.py`` puts their number in
+    ``WEB_CONCURRENCY`` in each), and at least ``ASSUMED_PROCESSES``."""
+    try:
+        workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
+    except ValueError:
+        workers = 1
+    return max(ASSUMED_PROCESSES, workers)
+
+
 def where(url: str) -> str:
     """``host:port`` (or the socket's path) of a Redis URL, for messages: never the
     password it may carry."""
@@ -121,8 +134,10 @@ class RedisStore:
         self._down_until = 0.0
         self._down = False
         # (when, how many): a process just started, or after Redis came back
-        # empty, sees few heartbeats yet, so the largest recent count is used
-        self._counts = [(self._clock.monotonic(), ASSUMED_PROCESSES)]
+        # empty, sees few heartbeats yet, so the largest recent count is used;
+        # until the first has been remembered for a while, at least the expected
+        self._started = self._clock.monotonic()
+        self._counts: list[tuple[float, int]] = []
         self._next_heartbeat = 0.0
         self._nonce = secrets.token_hex(4)
         self._state_lock = threading.Lock()
@@ -142,8 +157,12 @@ class RedisStore:
     @property
     def processes(self) -> int:
         """The most processes seen sharing this Redis lately (what the fallback budget is
-        divided by)."""
-        return max(count for _, count in self._counts)
+        divided by); in the first minutes, or before any heartbeat, at least those
+        expected (read when asked: a worker learns its count after the app is made)."""
+        seen = [count for _, count in self._counts]
+        if not seen or self._clock.monotonic() - self._started < PROCESS_MEMORY:
+            seen.append(expected_processes())
+        return max(seen)
 
     def ping(self) -> bool:
         """True when Redis answers now."""

@@ -11,20 +11,16 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
-import socket
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from ..clock import Clock
+from .deadline import DeadlinePassed, abortable_session, within
 from .errors import (BadResponse, ConnectionFailed, GigaError, Timeout)
 
 #: a body larger than this is not a billing answer
@@ -82,58 +78,6 @@ def canonical_amount(amount: Decimal) -> str:
     return text or "0"
 
 
-# -- connections a timed-out call can close ------------------------------------
-
-_tracking = threading.local()
-
-
-class _Tracked:
-    """Tells the thread that sends a request which connection carries it, so a
-    caller whose deadline passes can close that connection under it."""
-
-    def request(self, *args, **kwargs):
-        carriers = getattr(_tracking, "carriers", None)
-        if carriers is not None:
-            carriers.append(self)
-        return super().request(*args, **kwargs)
-
-
-class _TrackedHTTPConnection(_Tracked, HTTPConnection):
-    pass
-
-
-class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _TrackedHTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _TrackedHTTPSConnection
-
-
-class AbortableAdapter(HTTPAdapter):
-    """requests' adapter with connections that ``_abort`` can shut down."""
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-def _abort(carriers) -> None:
-    """Shut down the sockets under a call that outlived its deadline, so the
-    thread blocked reading from them gets an error at once and ends."""
-    for conn in list(carriers):
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed: the thread is on its way out
-
-
 class GigaClient:
     """The billing API, server-side, with the account's secret key."""
 
@@ -144,9 +88,7 @@ class GigaClient:
         #: sandbox starts serving only when something calls it)
         self._base_url = base_url
         self._api_key = api_key
-        self.session = session or requests.Session()
-        for prefix in ("http://", "https://"):
-            self.session.mount(prefix, AbortableAdapter())
+        self.session = abortable_session(session)
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
         self.client_id = client_id
@@ -218,38 +160,18 @@ class GigaClient:
         return _unwrap(status, resp_headers, raw)
 
     def _send_before(self, deadline, method, url, body, headers):
-        """Run the HTTP exchange on a helper thread and wait for it until ``deadline``.
-
-        requests' read timeout restarts with every byte, so only a wall-clock
-        wait bounds a slow drip. When the wait runs out, the connection is shut
-        down, so the helper thread ends too instead of reading on.
-        Raises ``Timeout`` or ``ConnectionFailed``.
+        """Run the HTTP exchange, ended by ``deadline`` however slowly the server
+        answers (see ``deadline.within``). Raises ``Timeout`` or ``ConnectionFailed``.
         """
         remaining = deadline - self.clock.monotonic()
         if remaining <= 0:
             raise Timeout("The billing service did not answer in time.", never_sent=True)
-        outcome: dict = {}
-        carriers: list = []
-        done = threading.Event()
         timeout = (min(self.connect_timeout, remaining), max(remaining, 0.05))
-
-        def work():
-            _tracking.carriers = carriers
-            try:
-                outcome["value"] = self._exchange(method, url, body, headers, timeout)
-            except BaseException as exc:  # handed to the waiting caller
-                outcome["error"] = exc
-            finally:
-                _tracking.carriers = None
-                done.set()
-
-        threading.Thread(target=work, name="giga-http", daemon=True).start()
-        if not done.wait(remaining):
-            _abort(carriers)
-            raise Timeout("The billing service did not answer in time.")
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
+        try:
+            return within(deadline, self.clock, lambda: self._exchange(
+                method, url, body, headers, timeout), name="giga-http")
+        except DeadlinePassed:
+            raise Timeout("The billing service did not answer in time.") from None
 
     def _exchange(self, method, url, body, headers, timeout):
         """One blocking exchange; returns ``(status, headers, body bytes)``."""

@@ -106,11 +106,9 @@ class Arrivals:
         app = self.app
         with app.app_context():
             if busy(app):
-                log.info("the database is busy: a balance reading is not recorded")
                 return
             record(reading.value, reading.fetched_at, keep_days=app.config["HISTORY_DAYS"])
             if busy(app):  # the write found it busy: waiting again to check helps nobody
-                log.info("the database is busy: the alert rules wait for the next reading")
                 return
             evaluate(app, reading.value, reading.fetched_at)
 

@@ -108,9 +108,9 @@ def _write_if_possible(statement) -> None:
     try:
         db.session.execute(statement)
         db.session.commit()
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
         db.session.rollback()
-        mark_busy(app)
+        mark_busy(app, exc)
 
 
 def _aware(when):

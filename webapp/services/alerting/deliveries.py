@@ -3,9 +3,11 @@
 Evaluation only writes rows (an alert and one delivery per channel target),
 so no page waits for a mail server or a webhook. Each process's background
 worker (``webapp.background``) delivers what is due: a delivery is claimed
-with one conditional UPDATE, so two processes never send the same one; a
-failure is recorded and tried again with backoff; a success is never sent
-again.
+with one conditional UPDATE, so two processes never send the same one at once
+(each attempt ends well inside its claim); a failure is recorded and tried
+again with backoff; a success is never sent again. A sender that dies
+mid-send leaves its claim to run out, and the delivery goes again: at least
+once, under the same delivery id (``channels.delivery_id``).
 """
 from __future__ import annotations
 
@@ -70,11 +72,14 @@ def plans_for_rules(app) -> list[Plan] | None:
     return plans
 
 
-def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
-    """Check every rule against a fresh ``billing``; fire what crossed. Never raises.
+def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
+    """Check every rule against ``billing``, read upstream at ``read_at``; fire what
+    crossed. Never raises.
 
-    Without the plan list (see ``plans_for_rules``) the rules that need it are
-    neither fired nor re-armed; the others still run.
+    A rule only heeds readings newer than the newest one that acted on it: one
+    checked late (a slower process's older reading) neither fires nor re-arms it
+    (``rules.fire_crossings``). Without the plan list (see ``plans_for_rules``)
+    the rules that need it are neither fired nor re-armed; the others still run.
     """
     cfg = app.config
     if not configured(cfg):
@@ -87,10 +92,10 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
         monthly = plan.monthly_credits if plan is not None else None
         rules = settings()
         # the page's forecast, worked out the page's way: the same pace and dates
-        outlook = account_forecast(billing, plans, now, read_at=now)
-        crossed, rearm = conditions(billing, monthly, outlook, now, rules,
+        outlook = account_forecast(billing, plans, read_at, read_at=read_at)
+        crossed, rearm = conditions(billing, monthly, outlook, read_at, rules,
                                     forecast_known=plans is not None)
-        fired = fire_crossings(crossed, rearm, now, targets(cfg, rules))
+        fired = fire_crossings(crossed, rearm, read_at, targets(cfg, rules))
     except SQLAlchemyError as exc:
         db.session.rollback()
         if unavailable(exc):
@@ -105,10 +110,12 @@ def evaluate(app, billing: Billing, now: datetime) -> list[Alert]:
     return fired
 
 
-def send_test(app, now: datetime, who: str) -> Alert:
-    """A test alert to every configured channel (the Alerts page's button)."""
+def send_test(app, now: datetime, user_id: int, who: str) -> Alert:
+    """A test alert to every configured channel (the Alerts page's button), sent by
+    user ``user_id`` (named ``who`` in its text; its key holds the id, which fits the
+    key's column whatever the address's length)."""
     rules = settings()
-    alert = Alert(key=f"test#{now.isoformat()}#{who}", rule="test",
+    alert = Alert(key=f"test#{now.isoformat()}#{user_id}", rule="test",
                   title="Test alert", body=f"A test alert sent by {who} from the Alerts page. "
                   "If you can read this, alerts reach you here.",
                   figures=json.dumps({"threshold": None}), fired_at=now)
@@ -124,31 +131,46 @@ def send_test(app, now: datetime, who: str) -> Alert:
 
 def _deliver(app, delivery: AlertDelivery) -> None:
     """One attempt, over well within the claim (so no other process takes the
-    delivery over while this one may still send it). Raises ``channels.DeliveryFailed``."""
+    delivery over while this one may still send it): a webhook's whole exchange
+    ends by its deadline however slowly the receiver answers. Raises
+    ``channels.DeliveryFailed``."""
     cfg = app.config
     public = cfg["PUBLIC_URL"]
-    timeout = cfg["ALERT_CLAIM_SECONDS"] / 4
+    seconds = cfg["ALERT_CLAIM_SECONDS"] / 4
     if delivery.channel == "webhook":
         if not cfg["ALERT_WEBHOOK_URL"]:
             raise channels.DeliveryFailed("no webhook is configured any more")
-        channels.send_webhook(cfg["ALERT_WEBHOOK_URL"],
-                              channels.webhook_body(delivery.alert, public),
-                              cfg["ALERT_WEBHOOK_SECRET"], timeout=min(10.0, timeout))
+        clock = app.extensions["clock"]
+        did = channels.delivery_id(delivery)
+        body = channels.webhook_body(delivery.alert, public, did)
+        headers = channels.webhook_headers(body, did, int(clock.time()),
+                                           cfg["ALERT_WEBHOOK_SECRET"])
+        channels.send_webhook(cfg["ALERT_WEBHOOK_URL"], body, headers,
+                              seconds=min(10.0, seconds), clock=clock)
     else:
         if not cfg["SMTP_URL"]:
             raise channels.DeliveryFailed("no mail server is configured any more")
         channels.send_email(cfg["SMTP_URL"], channels.email_message(
             delivery.alert, cfg["ALERT_EMAIL_FROM"], delivery.target, public),
-            timeout=min(15.0, timeout))
+            timeout=min(15.0, seconds))
 
 
 def deliver_due(app, now: datetime) -> int:
     """Send every delivery that is due and not taken by another process; returns how
     many were sent.
 
-    A delivery is claimed for ``ALERT_CLAIM_SECONDS``: one whose claim has run
-    out (its process died mid-send) is due again and taken over here.
+    A delivery is claimed for ``ALERT_CLAIM_SECONDS`` from the moment it is
+    claimed: one whose claim has run out (its process died mid-send) is due
+    again and taken over here.
     """
+    clock = app.extensions["clock"]
+    started = clock.monotonic()
+
+    def at() -> datetime:
+        # ``now`` moved on by the time this batch has taken: the last claim of a long
+        # batch must not start out already run out (and be taken over while sent)
+        return now + timedelta(seconds=clock.monotonic() - started)
+
     claim = timedelta(seconds=app.config["ALERT_CLAIM_SECONDS"])
     due = db.session.scalars(select(AlertDelivery.id).where(
         AlertDelivery.status == "pending", AlertDelivery.next_attempt_at <= now,
@@ -156,10 +178,12 @@ def deliver_due(app, now: datetime) -> int:
         .order_by(AlertDelivery.id).limit(BATCH)).all()
     sent = 0
     for delivery_id in due:
+        claimed_at = at()
         claimed = db.session.execute(update(AlertDelivery).where(
             AlertDelivery.id == delivery_id, AlertDelivery.status == "pending",
-            or_(AlertDelivery.claimed_until.is_(None), AlertDelivery.claimed_until < now))
-            .values(claimed_until=now + claim)).rowcount == 1
+            or_(AlertDelivery.claimed_until.is_(None),
+                AlertDelivery.claimed_until < claimed_at))
+            .values(claimed_until=claimed_at + claim)).rowcount == 1
         db.session.commit()
         if not claimed:
             continue
@@ -167,24 +191,31 @@ def deliver_due(app, now: datetime) -> int:
         try:
             _deliver(app, delivery)
         except channels.DeliveryFailed as exc:
-            delivery.attempts += 1
-            delivery.last_error = str(exc)[:500]
-            delivery.claimed_until = None
-            wait = min(3600, app.config["ALERT_RETRY_SECONDS"] * 2 ** (delivery.attempts - 1))
-            delivery.next_attempt_at = now + timedelta(seconds=wait)
-            if delivery.attempts >= MAX_ATTEMPTS:
-                delivery.status = "failed"
-            db.session.add(AlertAttempt(delivery_id=delivery.id, at=now, ok=False,
-                                        detail=str(exc)[:500]))
-            log.warning("alert delivery %s by %s failed: %s", delivery.id, delivery.channel, exc)
+            _failed(app, delivery, exc, claimed_at, at())
         else:
             delivery.attempts += 1
-            delivery.status, delivery.sent_at, delivery.last_error = "sent", now, None
-            db.session.add(AlertAttempt(delivery_id=delivery.id, at=now, ok=True,
+            delivery.status, delivery.sent_at, delivery.last_error = "sent", at(), None
+            db.session.add(AlertAttempt(delivery_id=delivery.id, at=claimed_at, ok=True,
                                         detail="delivered"))
             sent += 1
         db.session.commit()
     return sent
+
+
+def _failed(app, delivery: AlertDelivery, exc: Exception, started: datetime,
+            ended: datetime) -> None:
+    """Record a failed attempt (made at ``started``) and when to try again (backoff,
+    doubling, from ``ended``), or give up after ``MAX_ATTEMPTS``."""
+    delivery.attempts += 1
+    delivery.last_error = str(exc)[:500]
+    delivery.claimed_until = None
+    wait = min(3600, app.config["ALERT_RETRY_SECONDS"] * 2 ** (delivery.attempts - 1))
+    delivery.next_attempt_at = ended + timedelta(seconds=wait)
+    if delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status = "failed"
+    db.session.add(AlertAttempt(delivery_id=delivery.id, at=started, ok=False,
+                                detail=str(exc)[:500]))
+    log.warning("alert delivery %s by %s failed: %s", delivery.id, delivery.channel, exc)
 
 
 def last_alert_id() -> int:

@@ -8,7 +8,10 @@ and "runs out within N days" from the forecast.
 A rule fires when its condition becomes true while it is armed, and re-arms
 when the condition is false again (a top-up, a new period). The armed
 state is a database row flipped with one conditional UPDATE, so however
-many processes or hosts evaluate the same reading, one of them fires.
+many processes or hosts evaluate the same reading, one of them fires; the
+row also keeps when the newest reading that acted on it was read, and the
+same UPDATE ignores older ones, so a reading checked late by a slower
+process can neither fire nor re-arm a rule a newer reading has acted on.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...database import UNAVAILABLE, mark_busy
@@ -170,43 +173,62 @@ def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime
     return true, false
 
 
-def _state(key: str) -> None:
-    """Make sure rule state ``key`` exists (armed), racing other processes safely."""
-    if db.session.get(AlertState, key) is None:
+def _states(keys: list[str]) -> None:
+    """Make sure a rule state exists (armed) for each of ``keys``, racing other processes
+    safely: one read, and an insert only for a key never seen before."""
+    known = set(db.session.scalars(select(AlertState.key).where(AlertState.key.in_(keys))))
+    for key in keys:
+        if key in known:
+            continue
         db.session.add(AlertState(key=key, armed=True, crossings=0))
         try:
             db.session.commit()
-        except IntegrityError:
+        except IntegrityError:  # another process made it first
             db.session.rollback()
 
 
-def fire_crossings(crossings: list[Crossing], rearm: list[str], now: datetime,
+def _acts(read_at: datetime):
+    """A state that a reading read at ``read_at`` may act on: none newer has."""
+    return or_(AlertState.reading_at.is_(None), AlertState.reading_at < read_at)
+
+
+def fire_crossings(crossings: list[Crossing], rearm: list[str], read_at: datetime,
                    channels: list[tuple[str, str]]) -> list[Alert]:
     """Fire each armed crossing once (queueing a delivery per channel target) and
-    re-arm the rest. Returns the alerts this call fired."""
-    fired = []
+    re-arm the rest, for a reading read at ``read_at``. Returns the alerts this call
+    fired.
+
+    Each rule state keeps when the newest reading that acted on it was read, and
+    each change is one conditional UPDATE that moves it on: a reading older than
+    that (a slower process checking an earlier reading) neither fires nor re-arms
+    the rule, so it cannot re-arm what a newer reading fired. A reading whose rule
+    has fired already moves the time on too. Raises ``SQLAlchemyError``.
+    """
+    _states([*rearm, *(c.state_key for c in crossings)])
     for key in rearm:
-        db.session.execute(update(AlertState).where(AlertState.key == key,
-                                                    AlertState.armed.is_(False))
-                           .values(armed=True))
+        db.session.execute(update(AlertState).where(AlertState.key == key, _acts(read_at))
+                           .values(armed=True, reading_at=read_at))
     db.session.commit()
+    fired = []
     for c in crossings:
-        _state(c.state_key)
         won = db.session.execute(update(AlertState).where(
-            AlertState.key == c.state_key, AlertState.armed.is_(True))
-            .values(armed=False, crossings=AlertState.crossings + 1)).rowcount == 1
-        if not won:
-            db.session.rollback()
+            AlertState.key == c.state_key, AlertState.armed.is_(True), _acts(read_at))
+            .values(armed=False, crossings=AlertState.crossings + 1, reading_at=read_at)
+        ).rowcount == 1
+        if not won:  # fired already, or a newer reading acted: only the time moves on
+            db.session.execute(update(AlertState).where(
+                AlertState.key == c.state_key, _acts(read_at)).values(reading_at=read_at))
+            db.session.commit()
             continue
         crossing_no = db.session.scalar(select(AlertState.crossings).where(
             AlertState.key == c.state_key))
         alert = Alert(key=f"{c.state_key}#{crossing_no}", rule=c.rule, title=c.title,
-                      body=c.body, figures=json.dumps(c.figures), fired_at=now)
+                      body=c.body, figures=json.dumps(c.figures), fired_at=read_at)
         db.session.add(alert)
         db.session.flush()
         for channel, target in channels:
             db.session.add(AlertDelivery(alert_id=alert.id, channel=channel, target=target,
-                                         next_attempt_at=now))
+                                         next_attempt_at=read_at))
         db.session.commit()
         log.info("alert fired: %s", c.title)
         fired.append(alert)

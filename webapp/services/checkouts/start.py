@@ -34,6 +34,7 @@ from ...security import checkout_url_allowed
 from .. import limits, trail
 from ..account import Overview, deadline, gateway
 from . import record
+from .outbox import OutboxUnavailable
 from .settlement import outbox
 from .statuses import PENDING, SENT
 
@@ -158,13 +159,14 @@ def _upstream_failed(action, entry_id, exc: GigaError):
 def _settle_or_keep(entry_id, outcome, response=None, **fields):
     """Record how the attempt ended, then answer with ``response``. Upstream has
     answered by now, so the answer is the truth whatever the database does: when the
-    row cannot be written, how it ended is kept in the outbox until it can be."""
+    row cannot be written, how it ended is kept in the outbox until it can be (which
+    waits for no other process's flush; a keep that fails logs every field)."""
     try:
         record.settle(entry_id, outcome, **fields)
     except trail.TrailUnavailable:
         kept = {"outcome": outcome, **{k: v for k, v in fields.items() if v is not None}}
-        outbox(current_app).keep(entry_id, kept)
-        log.warning("audit entry %s kept in the outbox: %s", entry_id, outcome)
+        if outbox(current_app).keep(entry_id, kept):
+            log.warning("audit entry %s kept in the outbox: %s", entry_id, outcome)
     return response
 
 
@@ -187,11 +189,13 @@ def _not_recorded():
 
 
 def _replayed(earlier):
-    """A form submitted twice: follow the first attempt, never start a second."""
+    """A form submitted twice: follow the first attempt, never start a second. While
+    it is pending, wait up to ``PENDING_WAIT_SECONDS`` for how it ended (in its row or
+    in the outbox); an outbox that cannot be read counts as nothing kept yet."""
     waited_until = app_clock().monotonic() + PENDING_WAIT_SECONDS
     outcome, checkout_url = earlier.outcome, earlier.checkout_url
     while outcome == PENDING and app_clock().monotonic() < waited_until:
-        kept = outbox(current_app).find(earlier.id)  # ended while the database was busy?
+        kept = _kept(earlier.id)  # ended while the database was busy?
         if kept is not None:
             outcome, checkout_url = kept["outcome"], kept.get("checkout_url")
             break
@@ -208,3 +212,12 @@ def _replayed(earlier):
         message = (f"This form was already submitted (outcome: {outcome}). Nothing new "
                    "was started. Reload the billing page to try again.")
     return render_error(409, "Already submitted", message)
+
+
+def _kept(entry_id) -> dict | None:
+    """The outbox's settlement of ``entry_id``, or None (also when the outbox cannot be
+    read: it logs that itself, once a spell)."""
+    try:
+        return outbox(current_app).find(entry_id)
+    except OutboxUnavailable:
+        return None

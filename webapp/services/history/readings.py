@@ -5,6 +5,13 @@ figures match the newest snapshot only moves its ``last_seen_at`` on; a
 changed one becomes a new snapshot, and the checkouts still waiting to be
 seen are matched against the change (``checkouts.reconcile``).
 
+Recordings are taken one at a time, across processes and hosts: each first
+claims the history's lock row (``models.HistoryLock``) and only then reads
+the newest snapshot, so a reading is compared and reconciled against the row
+truly before it. Two processes can no longer both read the same newest
+snapshot, both add a snapshot after it and both reconcile: one payment
+credits one top-up, whatever the timing.
+
 A page is answered before its reading is recorded (``services.arrivals``),
 so what it draws from the history is the history *with* its reading:
 ``with_reading`` makes of the snapshots what ``record`` will make of the rows.
@@ -17,17 +24,16 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..checkouts.reconcile import reconcile
 from ...database import mark_busy, unavailable
 from ...extensions import db
 from ...giga import Billing
-from ...models import BalanceSnapshot
+from ...models import HISTORY, BalanceSnapshot, HistoryLock
 from .usage import Snapshot
 
 log = logging.getLogger(__name__)
-
 
 
 def _figures(billing: Billing) -> tuple:
@@ -77,29 +83,53 @@ def with_reading(snaps: list[Snapshot], billing: Billing, seen_at: datetime) -> 
 
 
 def latest() -> BalanceSnapshot | None:
+    """The newest snapshot as the database has it now (not as this session last saw it)."""
     return db.session.scalars(select(BalanceSnapshot).order_by(
-        BalanceSnapshot.first_seen_at.desc(), BalanceSnapshot.id.desc()).limit(1)).first()
+        BalanceSnapshot.first_seen_at.desc(), BalanceSnapshot.id.desc()).limit(1)
+        .execution_options(populate_existing=True)).first()
+
+
+def _claim_history() -> None:
+    """Hold the history's lock row until this transaction ends (another process's
+    recording waits for it, within ``DATABASE_WAIT_SECONDS``). The first statement of
+    the transaction, so what is read after it is what the last recording committed.
+    Raises ``SQLAlchemyError``."""
+    claim = update(HistoryLock).where(HistoryLock.id == HISTORY).values(
+        recordings=HistoryLock.recordings + 1)
+    if db.session.execute(claim).rowcount:
+        return
+    # the row is gone (removed by hand): made again, and so held, by one process
+    db.session.add(HistoryLock(id=HISTORY, recordings=1))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # another process made it first (and has committed, or this insert would still
+        # be waiting for it): hold theirs
+        db.session.rollback()
+        db.session.execute(claim)
 
 
 def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSnapshot | None:
     """Add ``billing`` as read at ``seen_at`` to the history; returns the snapshot it is in.
 
     Never raises: the history must not cost anyone their page. Returns ``None``
-    when the database would not take it (logged).
+    when the database would not take it (logged), and for a reading older than
+    the newest snapshot with other figures (the newer one stands).
     """
     try:
+        _claim_history()
         last = latest()
         effect = _effect(_row_figures(last) if last else None,
                          last.last_seen_at if last else None, billing, seen_at)
         if effect == EXTENDS:
-            # only later readings move it on; the update is one statement, so two
-            # processes recording at once cannot move it backwards
+            # only later readings move it on
             db.session.execute(update(BalanceSnapshot).where(
                 BalanceSnapshot.id == last.id, BalanceSnapshot.last_seen_at < seen_at)
                 .values(last_seen_at=seen_at))
             db.session.commit()
             return last
         if effect == LATE:
+            db.session.rollback()  # lets the lock go
             return None  # an older reading arriving late: the newer one stands
         row = BalanceSnapshot(first_seen_at=seen_at, last_seen_at=seen_at, plan=billing.plan,
                               plan_credits_remaining=billing.plan_credits_remaining,
@@ -117,7 +147,6 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
         db.session.rollback()
         if unavailable(exc):
             mark_busy(current_app)
-            log.warning("could not record a balance reading: the database is busy")
         else:
             log.exception("could not record a balance reading")
         return None

@@ -213,7 +213,7 @@ def receiver():
 #: test modules that start processes (gunicorn, flask, java), a browser or PostgreSQL
 SLOW_MODULES = {"test_scale_out.py", "test_alerts_unattended.py", "test_readme.py",
                 "test_gunicorn.py", "test_postgres.py", "test_markup.py", "test_migrations.py",
-                "test_outbox_processes.py"}
+                "test_outbox_processes.py", "test_starts.py"}
 
 
 def pytest_collection_modifyitems(items):

@@ -350,3 +350,42 @@ def test_the_test_alert_limit_page_leads_back_to_alerts(alert_app):
     html = refused.get_data(as_text=True)
     assert refused.status_code == 429
     assert 'href="/alerts">Back to Alerts</a>' in html and "Back to billing" not in html
+
+
+def _said(result) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return [line for line in result.output.splitlines() if line.startswith("no alert")]
+
+
+def test_a_poll_that_fires_nothing_says_why_in_one_line(tmp_path, sandbox, receiver):
+    """The README's walkthrough after a plan change (Pro: 500 credits a period): spending
+    30 crosses nothing, and the poll says so and why -- with what the admin's rules saw
+    -- where it used to say nothing; once a rule has fired, that it fired already."""
+    from decimal import Decimal
+
+    app = make_app(tmp_path, SANDBOX=sandbox, ALERT_WEBHOOK_URL=receiver.url,
+                   ALERT_BALANCE_BELOW="100", ALERT_RUNS_OUT_DAYS="30", ALERT_POLL_WAIT="5",
+                   BILLING_CACHE_TTL="0")
+    runner = app.test_cli_runner()
+    _set(sandbox, plan="pro", planCreditsRemaining="500")
+    sandbox.state.spend(Decimal(30))
+    line, = _said(runner.invoke(args=["billing", "poll"]))
+    assert line.startswith("no alert fired: 6% of this period's $500.00 plan credits used; "
+                           "the next built-in alert is at 50%; ")
+    assert "the total balance $520.00 is not below the $100.00 alert" in line
+    assert "30-day alert" in line or "30 days the alert looks ahead" in line
+    assert receiver.received == []
+
+    sandbox.state.spend(Decimal(250))  # 56 %: the 50 % alert fires, and says so
+    fired = runner.invoke(args=["billing", "poll"])
+    assert "alert sent: 50% of this period's plan credits used" in fired.output
+    assert _said(fired) == []
+    line, = _said(runner.invoke(args=["billing", "poll"]))
+    assert line.startswith("no alert fired: 56% of this period's $500.00 plan credits used: "
+                           "the 50% alert fired already; the next is at 80%; ")
+
+
+def test_a_poll_without_an_alert_channel_says_so_plainly(runner, sandbox):
+    line, = _said(runner.invoke(args=["billing", "poll"]))
+    assert line.startswith("no alert checked: no alert channel is configured")
+    assert "ALERT_WEBHOOK_URL" in line and "SMTP_URL" in line

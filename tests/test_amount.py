@@ -92,7 +92,8 @@ def test_range_comes_from_settings(tmp_path, sandbox):
 def roomy_client(tmp_path, sandbox):
     """A finance user's client with the per-user checkout limit out of the way."""
     from .conftest import AuthActions, make_app
-    client = make_app(tmp_path, SANDBOX=sandbox, ACTIONS_PER_MINUTE="10000").test_client()
+    client = make_app(tmp_path, SANDBOX=sandbox, ACTIONS_PER_MINUTE="10000",
+                      TYPOS_PER_MINUTE="10000").test_client()
     AuthActions(client).login("finance")
     return client
 

@@ -1,4 +1,6 @@
 """Sign-in, throttling, the next rule, sessions and cookies."""
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from webapp.security import is_safe_next
@@ -57,6 +59,23 @@ def test_next_is_followed_only_to_a_path_here(client, target, followed):
     assert (resp.headers["Location"] == target) is followed
     if not followed:
         assert resp.headers["Location"] == "/billing"
+
+
+@pytest.mark.parametrize("target,kept", [
+    (None, None), ("/audit", "/audit"), ("/billing?checkout=cancel", "/billing?checkout=cancel"),
+    ("https://evil.example/", None), ("//evil.example/", None), ("/\\evil.example", None)])
+def test_login_as_people_type_it_leads_to_sign_in(client, target, kept):
+    resp = client.get("/login", query_string={"next": target} if target else {})
+    assert resp.status_code == 302
+    location = urlsplit(resp.headers["Location"])
+    assert location.path == "/signin" and not location.netloc
+    assert parse_qs(location.query).get("next") == ([kept] if kept else None)
+    page = client.get(resp.headers["Location"])
+    assert page.status_code == 200 and "Sign in" in page.get_data(as_text=True)
+    signed_in = client.post(resp.headers["Location"],
+                            data={"email": "admin@demo.test", "password": "demo"})
+    assert signed_in.status_code == 302
+    assert signed_in.headers["Location"] == (kept or "/billing")
 
 
 def test_is_safe_next_unit():

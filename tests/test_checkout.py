@@ -240,6 +240,24 @@ def test_refused_post_is_retried_once_because_it_never_left():
     assert info.value.never_sent and CountingSession.attempts == 2
 
 
+def test_typos_do_not_use_up_the_checkout_limit(client, auth, sandbox, app):
+    """Two top-ups, three mistyped amounts, then three more top-ups: all five go to
+    checkout; the typos are on the trail, and only a flood of them meets a 429."""
+    auth.login("finance")
+    codes = []
+    for i, amount in enumerate(["10", "1O", "10", "ten", "-5", "10", "10", "10"]):
+        codes.append(client.post("/billing/topup", data={"amount": amount,
+                                                         "nonce": f"t{i:023d}"}).status_code)
+    assert codes == [303, 422, 303, 422, 422, 303, 303, 303]
+    assert sandbox.api_calls("/api/billing/recharge") == 5
+    with app.app_context():
+        assert AuditEntry.query.filter_by(outcome="refused: invalid input").count() == 3
+    floods = [client.post("/billing/topup", data={"amount": "x", "nonce": f"f{i:023d}"})
+              .status_code for i in range(20)]
+    assert floods[:17] == [422] * 17 and set(floods[17:]) == {429}  # 20 typos a minute
+    assert sandbox.api_calls("/api/billing/recharge") == 5
+
+
 def test_per_user_checkout_limit(client, auth, sandbox):
     auth.login("finance")
     codes = [client.post("/billing/topup", data={"amount": "10", "nonce": f"{i:024d}"}).status_code

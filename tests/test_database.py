@@ -1,7 +1,11 @@
 """The dashboard's own database having a bad moment, as the log tells it."""
 from __future__ import annotations
 
+import json
 import logging
+from decimal import Decimal
+
+import pytest
 
 from webapp.clock import FrozenClock
 from webapp.database import BUSY_BACKOFF_SECONDS
@@ -49,3 +53,47 @@ def test_a_long_lock_is_one_line_when_it_starts_and_one_when_it_ends(tmp_path, f
     started, ended = _database_lines(caplog)
     assert "busy" in started
     assert "again" in ended and " s" in ended
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_database_without_tables_is_never_called_busy(tmp_path, fault_server, caplog,
+                                                        database):
+    """An app whose database has none of its tables (never readied: a ``TESTING`` app is
+    not readied by its first request) says so, and how to bring the schema up -- on the
+    page, and once in the log -- where it used to say "busy, try again" for ever; its
+    background work (kept settlements, a reading to record) does not call it busy either."""
+    from webapp import create_app
+    from webapp.extensions import db
+    from webapp.giga.client import parse_billing
+    from webapp.services.checkouts.settlement import settle_kept
+    from webapp.services.history.readings import record
+
+    from .support.faultserver import BILLING
+    from .support.postgres import emptied_postgres
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}" if database == "sqlite" else emptied_postgres()
+    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False,
+                      "INSTANCE_PATH": str(tmp_path), "GIGA_API_URL": fault_server.url,
+                      "GIGA_API_KEY": "giga_sk_test_fault", "DATABASE_URL": url})
+    caplog.set_level(logging.INFO)
+    try:
+        for _ in range(2):
+            resp = app.test_client().post("/signin", data={"email": "finance@example.com",
+                                                           "password": PASSWORD})
+            page = resp.get_data(as_text=True)
+            assert resp.status_code == 503 and "Retry-After" not in resp.headers
+            assert "has no tables" in page and "flask --app wsgi db upgrade" in page
+            assert "busy" not in page
+        with app.app_context():
+            clock = app.extensions["clock"]
+            settle_kept(app, clock.now())
+            billing = parse_billing(json.loads(json.dumps(BILLING), parse_float=Decimal))
+            assert record(billing, clock.now(), keep_days=400) is None
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("webapp")]
+    assert not [line for line in lines if "busy" in line]
+    said = [line for line in lines if "no tables" in line]
+    assert len(said) == 1 and "flask --app wsgi db upgrade" in said[0]

@@ -131,8 +131,14 @@ def test_page_table_csvs_and_alert_agree_to_the_cent(tmp_path, sandbox, receiver
     # the alert says the page's pace and the page's run-out date
     deliver_all(app)
     alerts = [json.loads(b) for _, b in receiver.received]
-    runs_out, = [a for a in alerts if a["rule"] == "runs out soon"]
     pace = re.search(r'id="pace">([^<]+)<', html).group(1)
+    if scenario is _upgrade_mid_period:
+        # Pro's 500 credits a period cover the pace: the balance never runs out, so the
+        # page names no date and the year-long run-out rule stays quiet
+        assert "runs-out-on" not in html and "does not run out" in html
+        assert not [a for a in alerts if a["rule"] == "runs out soon"]
+        return
+    runs_out, = [a for a in alerts if a["rule"] == "runs out soon"]
     date = re.search(r'id="runs-out-on">([^<]+)<', html).group(1)
     assert f"({pace} a day" in runs_out["text"]
     assert f"the balance runs out around {date}" in runs_out["text"]
@@ -160,7 +166,9 @@ def test_a_mid_day_period_splits_its_first_day_and_the_reset_day(tmp_path, sandb
     this_cells, _ = _table(this)
     last_cells, _ = _table(last)
     used_before = sum(D("0.50") for r in readings if r[4] < reset_day) - D("0.50")
-    assert sum(last_cells) == used_before
+    # and before the old period's first reading: 100 granted, 6 left at that reading
+    assert "<th scope=\"row\">Before the first reading" in last
+    assert sum(last_cells) == used_before + D(94)
     # the unknown is in dollars and words: none here, the old credits had run out
     assert "0.000000" not in last and "Plus up to" not in last
 
@@ -191,3 +199,60 @@ def test_unknowns_are_money_with_a_reason_in_the_table_and_bounds_in_the_csv(
     assert [(r["usage (USD)"], r["usage at most (USD)"]) for r in day] == [("0.00", "36.43")]
     this = client.get("/billing?range=period").get_data(as_text=True)
     assert "$3.00</strong> used this period" in this  # exact: 100 granted, 97 left
+
+
+def _used_card_and_table(client) -> tuple[str, str]:
+    html = client.get("/billing").get_data(as_text=True)
+    card = re.search(r'id="used-this-period"><strong>([^<]+)</strong>', html).group(1)
+    table = re.search(r'id="usage-total">([^<]+)<', html).group(1)
+    return card, table, html
+
+
+def test_one_used_this_period_on_a_fresh_install_and_after_a_plan_change(tmp_path, sandbox):
+    """No history yet: the card, the table and the CSV all say the $25.50 the gauge's
+    plan credits show used (100 granted, 74.50 left), the part before the first
+    reading in a row of its own. Then the plan changes: $25.50 or more, and the gauge's
+    sentence speaks of the new plan's credits since the change."""
+    from webapp.services.arrivals import settle
+
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0")
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    card, table, html = _used_card_and_table(client)
+    assert card == table == "$25.50"
+    assert '<th scope="row">Before the first reading' in html
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/billing/usage.csv?range=period").get_data(as_text=True))))
+    assert sum(_money(r["usage (USD)"]) for r in rows if r["usage (USD)"]) == D("25.50")
+    settle(app)
+    with sandbox.state.edit() as account:  # upgraded: Pro's 500 credits granted
+        account["plan"], account["planCreditsRemaining"] = "pro", "500"
+    card, table, html = _used_card_and_table(client)
+    assert card == "$25.50 or more" and table == "$25.50 or more"
+    assert "so the gauge counts Pro’s plan credits, granted again at the change: $0.00 of " \
+           "them used since" in html
+    assert "The gauge counts plan credits only" not in html
+
+
+def test_the_pace_is_the_last_7_days_table_over_its_days(tmp_path, sandbox):
+    """The forecast's pace names its stretch and its sum, and they are the "Last 7
+    days" table's: one stretch, one figure, one label."""
+    from webapp.giga.client import parse_billing
+    from webapp.services.history.seed import seed
+
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0")
+    with app.app_context():
+        seed(parse_billing({"billing": sandbox.state.billing()}), D(100),
+             datetime.now(timezone.utc) - timedelta(minutes=1))
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    html = client.get("/billing?range=7").get_data(as_text=True)
+    pace = re.search(r'id="pace">\$([\d.]+)</span> a day, from the last 7 days \(\$([\d,.]+) '
+                     r'from (\w+ \d+) to now, ([\d.]+) days\)', html)
+    _, total = _table(html)
+    assert pace and f"${pace.group(2)}" == total
+    first = re.findall(r'<th scope="row">(\w+ \d+), \d{4}', html)[-1]  # the table's first day
+    assert pace.group(3) == first
+    # the pace is that sum over those days (shown rounded: a cent a day, a tenth of a day)
+    assert abs(D(pace.group(1)) * D(pace.group(4)) - _money(total)) <= \
+        D("0.005") * D(pace.group(4)) + D("0.05") * D(pace.group(1))

@@ -108,9 +108,16 @@ def test_usage_counts_on_the_day_of_the_later_reading():
 def test_recent_pace_needs_a_day_of_readings():
     readings = [snap(h, 90 - h // 2, "50") for h in range(0, 31, 6)]  # 3 every 6 hours
     spans = [interval(a, b, D(100)) for a, b in zip(readings, readings[1:])]
-    assert recent_pace(spans[:3], readings[3].first_seen) is None  # 18 hours
-    pace = recent_pace(spans, readings[-1].first_seen)
-    assert pace.per_day == D(12) and "1 day" in pace.basis
+    since = readings[0].first_seen - timedelta(days=3)  # the readings begin after it
+    assert recent_pace(spans[:3], readings[3].first_seen, since, "the last 7 days") is None
+    pace = recent_pace(spans, readings[-1].first_seen, since, "the last 7 days")
+    assert pace.per_day == D(12)  # 15 in 30 hours
+    assert pace.basis == "the 1.2 days of readings so far ($15.00)"
+    # readings from before the range's start: the range is the stretch, named, and what
+    # its table counts (intervals ending in it) over the time from its start
+    pace = recent_pace(spans, readings[-1].first_seen, readings[1].first_seen,
+                       "the last 7 days")  # the first interval ends at its start: its first day's
+    assert pace.per_day == D(15) and pace.basis.startswith("the last 7 days ($15.00 from ")
 
 
 # -- recording --------------------------------------------------------------------
@@ -319,7 +326,7 @@ def test_the_range_selector_and_an_unknown_range(client, auth, seeded):
 def test_forecast_learns_from_the_last_seven_days(client, auth, seeded):
     auth.login("viewer")
     html = client.get("/billing").get_data(as_text=True)
-    assert "from the last 7 days of readings" in html
+    assert re.search(r"a day, from the last 7 days \(\$[\d.]+ from \w+ \d+ to now", html)
 
 
 def test_forecast_after_an_upgrade_counts_what_was_used_before_it(client, auth, app, sandbox):
@@ -399,7 +406,9 @@ def test_odd_periods_never_make_a_chart_of_hundreds_of_days(client, auth, sandbo
     for key in ("period", "last-period"):
         html = client.get(f"/billing?range={key}").get_data(as_text=True)
         table = re.search(r"<details class=\"usage-table\">.*?</details>", html, re.S).group(0)
-        assert 1 <= table.count('<th scope="row">') <= 92
+        stretches = table.count('<th scope="row">Before the first reading') + \
+            table.count('<th scope="row">No readings')  # a row each, beside the days
+        assert 1 <= table.count('<th scope="row">') - stretches <= 92
 
 
 @pytest.mark.parametrize("hours", range(24))

@@ -159,3 +159,58 @@ def test_a_command_that_never_calls_the_api_starts_no_sandbox_and_prints_no_pass
         assert gateway.billing(clock.monotonic() + 5).value.plan_credits_remaining == 44.5
     assert app.extensions["sandbox"].running is True
     app.extensions["sandbox"].stop()
+
+
+def _as_the_page_says(client) -> dict:
+    """The billing page's "used this period", its "This period" table's total row and
+    its gauge, as the page reads them (its reading recorded after it, as ever)."""
+    from webapp.services.arrivals import settle
+
+    html = client.get("/billing").get_data(as_text=True)
+    settle(client.application)
+    found = {"used": r'id="used-this-period">\s*<strong>([^<]*)</strong>',
+             "table total": r'(<tfoot>.*?</tfoot>)', "gauge": r'(<meter class="gauge"[^>]*>)',
+             "gauge words": r'id="gauge-text">([^<]*)<'}
+    return {name: re.search(pattern, html, re.S).group(1) for name, pattern in found.items()}
+
+
+def test_reset_starts_the_sandbox_over_whole(tmp_path, receiver):
+    """``flask sandbox reset`` after spending (past the 50 % alert) and a top-up: the
+    page's "used this period", its table and its gauge read again as on the first start
+    (they used to disagree), the trail holds the made-up month's one top-up and no
+    alert has fired, as on a first start."""
+    from webapp.models import Alert, AlertState, AuditEntry, User
+
+    from .conftest import AuthActions, make_app
+
+    app = make_app(tmp_path, GIGA_SANDBOX="1", SANDBOX_STATE_PATH=str(tmp_path / "state.json"),
+                   SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.db'}",
+                   SANDBOX_SPEND_PER_HOUR="0", BILLING_CACHE_TTL="0",
+                   ALERT_WEBHOOK_URL=receiver.url)
+    sandbox = app.extensions["sandbox"]
+    client = app.test_client()
+    runner = app.test_cli_runner()
+    try:
+        AuthActions(client).login("finance")
+        first = _as_the_page_says(client)
+        assert first["used"] == "$25.50"
+        assert runner.invoke(args=["sandbox", "spend", "30"]).exit_code == 0
+        location = client.post("/billing/topup", data={"amount": "20", "nonce": "z" * 24}
+                               ).headers["Location"]
+        paid = press(sandbox.app.test_client(), location[len(sandbox.url):], "pay")
+        assert paid.status_code in (302, 303)
+        assert _as_the_page_says(client)["used"] != first["used"]
+        with app.app_context():
+            assert Alert.query.count() == 1  # 50 % of the plan credits used
+
+        result = runner.invoke(args=["sandbox", "reset"])
+        assert result.exit_code == 0, result.output
+        assert _as_the_page_says(client) == first
+        with app.app_context():
+            trail = AuditEntry.query.all()
+            assert [(e.action, e.request_id) for e in trail] == [("top-up", "sandbox-seed")]
+            assert Alert.query.count() == 0
+            assert AlertState.query.filter_by(armed=False).count() == 0
+            assert User.query.filter_by(is_demo=True).count() == 3  # users stay
+    finally:
+        sandbox.stop()

@@ -4,7 +4,9 @@
 pages, the error pages, the commands. It starts no thread and opens no
 socket; what runs is started in one named place for each kind of process
 (``processes``: ``serve`` for a web process, ``prepare`` for every
-process, commands and tests included).
+process, commands and tests included). An app served without either
+(``flask --app webapp run``, ``gunicorn 'webapp:create_app()'``) is readied
+by its first request, as ``serve`` would ready it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import click
 from flask import Flask, redirect, url_for
 
-from .processes import prepare, serve
+from .processes import prepare, ready_on_first_request, serve
 from .settings import ConfigError, load_settings
 
 __all__ = ["create_app", "serve", "prepare", "ConfigError"]
@@ -34,6 +36,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     """
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     configure(app, overrides)
+    register_readiness(app)
     register_sandbox(app)
     register_extensions(app)
     register_static(app)
@@ -68,6 +71,13 @@ def configure_logging(app):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # alembic lists its plugins when first imported: noise on every start
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_readiness(app):
+    """An app that no process readied (``processes.serve`` or ``prepare``) gets its
+    schema, seeding and background worker on its first request: any WSGI server may
+    serve ``create_app()`` as it is."""
+    ready_on_first_request(app)
 
 
 def register_sandbox(app):
@@ -197,7 +207,8 @@ def register_errorhandlers(app):
 
     init_errorhandlers(app)
     # the trail could not be read or written: nothing that needed it went on
-    app.register_error_handler(TrailUnavailable, lambda exc: render_store_busy())
+    app.register_error_handler(TrailUnavailable,
+                               lambda exc: render_store_busy(reason=exc.__cause__))
 
 
 def register_template_helpers(app):

@@ -18,6 +18,11 @@ lasted when a write gets through again -- not one per skipped write.
 A process starting while its database is away (PostgreSQL still starting,
 say) waits for it, up to ``DATABASE_START_WAIT_SECONDS``, then refuses to
 start in one line that names ``DATABASE_URL``.
+
+A database without the dashboard's tables is not busy: nothing will change
+by waiting. ``missing_schema`` tells it apart (SQLite's "no such table",
+PostgreSQL's ``UndefinedTable``), and what the page and the log say then is
+how to bring the schema up (``SCHEMA_MISSING``).
 """
 from __future__ import annotations
 
@@ -40,6 +45,13 @@ UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, PendingRollbackErr
 BUSY_BACKOFF_SECONDS = 5.0
 #: a statement may run this many times the lock wait before it is cancelled (PostgreSQL)
 STATEMENT_LIMIT_FACTOR = 5
+#: PostgreSQL's SQLSTATE for a table that does not exist
+UNDEFINED_TABLE = "42P01"
+#: how to bring the schema up, for the page and the log
+SCHEMA_MISSING = ("Bring it up with `flask --app wsgi db upgrade`, run with the dashboard's "
+                  "settings (DATABASE_URL, or GIGA_SANDBOX=1 for the sandbox's database), or "
+                  "start the dashboard with `gunicorn wsgi:app` or `flask --app wsgi run`, "
+                  "which do it at start.")
 
 
 def engine_options(url: str, wait: int) -> dict:
@@ -114,8 +126,38 @@ def _first_line(exc: BaseException) -> str:
 
 
 def unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is busy or away (rather than a bug)."""
-    return isinstance(exc, UNAVAILABLE)
+    """Whether ``exc`` says the database is busy or away (rather than a bug, or a
+    database without the dashboard's tables: see ``missing_schema``)."""
+    return isinstance(exc, UNAVAILABLE) and not missing_schema(exc)
+
+
+def missing_schema(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) says a table of the dashboard's is not
+    there: SQLite's "no such table", PostgreSQL's ``UndefinedTable``. Waiting does not
+    help then; bringing the schema up does (``SCHEMA_MISSING``)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        driver = getattr(exc, "orig", None) or exc
+        if getattr(driver, "sqlstate", None) == UNDEFINED_TABLE \
+                or getattr(driver, "pgcode", None) == UNDEFINED_TABLE \
+                or str(driver).startswith("no such table"):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def say_schema_missing(app, exc: BaseException) -> None:
+    """Say in the log, once per app, that its database has no tables and how to bring
+    them up (a page says it each time)."""
+    if app.extensions.get("schema_missing_said"):
+        return
+    app.extensions["schema_missing_said"] = True
+    reason = exc
+    while getattr(reason, "__cause__", None) is not None and not hasattr(reason, "orig"):
+        reason = reason.__cause__
+    log.error("the dashboard's database has no tables (%s): its schema is not there. %s",
+              _first_line(reason), SCHEMA_MISSING)
 
 
 class _Spell:
@@ -141,7 +183,11 @@ def _spell(app) -> _Spell:
 
 def mark_busy(app, reason: BaseException | None = None) -> None:
     """The database was busy just now (``reason``, when known): skip writes a page can
-    do without for a moment. Said in the log when a spell starts, not each time."""
+    do without for a moment. Said in the log when a spell starts, not each time. A
+    ``reason`` that says the tables are missing is no busy spell: the log says so."""
+    if reason is not None and missing_schema(reason):
+        say_schema_missing(app, reason)
+        return
     spell = _spell(app)
     now = app.extensions["clock"].monotonic()
     with spell.lock:

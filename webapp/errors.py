@@ -10,9 +10,10 @@ import logging
 from flask import current_app, g, render_template, request
 from flask_login import AnonymousUserMixin, current_user
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from .database import UNAVAILABLE, mark_busy
+from .database import SCHEMA_MISSING, mark_busy, missing_schema, say_schema_missing, unavailable
 from .extensions import db
 from .gateway import Declined
 from .giga import (AuthenticationError, BadResponse, ConnectionFailed, GigaError,
@@ -37,6 +38,8 @@ MESSAGES = {
 #: what a page says when the dashboard's own database is busy or away
 STORE_BUSY_TITLE = "The dashboard's own store is busy"
 STORE_BUSY_RETRY_SECONDS = 5
+#: what a page says when the dashboard's database has none of its tables
+SCHEMA_MISSING_TITLE = "The dashboard's database has no tables yet"
 
 
 def render_error(status, title=None, message=None, *, retry_after=None, error=None,
@@ -99,17 +102,25 @@ def render_upstream_error(exc, *, action_note=None):
     return render_error(status, title, message, retry_after=exc.retry_after, error=exc)
 
 
-def render_store_busy(message=None, *, reason=None):
-    """The 503 page for a database that is busy or away (``reason``: what it raised,
-    for the log): plain words, ``Retry-After``, and the balance as last read when the
-    user is known to be allowed to see it. Touches the database no further."""
+def _rolled_back():
+    """The request's transaction ended, so the next statement starts clean."""
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 -- the connection may be gone; the page must go out
         log.debug("rollback after a database fault failed", exc_info=True)
-    mark_busy(current_app, reason)
     if "_login_user" not in g:  # not loaded: the page must not ask the database who it is
         g._login_user = AnonymousUserMixin()
+
+
+def render_store_busy(message=None, *, reason=None):
+    """The 503 page for a database that is busy or away (``reason``: what it raised,
+    for the log): plain words, ``Retry-After``, and the balance as last read when the
+    user is known to be allowed to see it. Touches the database no further. A
+    ``reason`` that says the tables are missing gets ``render_schema_missing``."""
+    if reason is not None and missing_schema(reason):
+        return render_schema_missing(reason)
+    _rolled_back()
+    mark_busy(current_app, reason)
     balance = None
     if current_user.is_authenticated and current_user.can("view"):
         balance = current_app.extensions["giga_gateway"].known_billing()
@@ -118,6 +129,18 @@ def render_store_busy(message=None, *, reason=None):
         "The dashboard's database did not answer in time (it may be busy or restarting), so "
         "this page cannot be shown in full. Nothing was changed and nothing was sent to "
         "checkout.", retry_after=STORE_BUSY_RETRY_SECONDS, balance=balance)
+
+
+def render_schema_missing(reason):
+    """The 503 page for a database without the dashboard's tables (``reason``: what it
+    raised): no ``Retry-After`` -- waiting changes nothing -- but how to bring the
+    schema up, said in the log too (once)."""
+    _rolled_back()
+    say_schema_missing(current_app, reason)
+    return render_error(
+        503, SCHEMA_MISSING_TITLE,
+        "The dashboard's database is there, but its tables are not: its schema was never "
+        f"brought up. Nothing was changed and nothing was sent to checkout. {SCHEMA_MISSING}")
 
 
 def init_errorhandlers(app):
@@ -139,12 +162,15 @@ def init_errorhandlers(app):
         log.warning("upstream fault: %r", exc)
         return render_upstream_error(exc)
 
-    for unavailable in UNAVAILABLE:
-        @app.errorhandler(unavailable)
-        def store_unavailable(exc):
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(exc):
+        if missing_schema(exc):
+            return render_schema_missing(exc)
+        if unavailable(exc):
             # the busy spell's first line in the log says why; one line a page would flood it
             log.debug("the database is unavailable: %s", str(exc).splitlines()[0][:200])
             return render_store_busy(reason=exc)
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc):

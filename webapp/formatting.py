@@ -35,11 +35,20 @@ def day(value: datetime | date) -> str:
     return f"{value:%b} {value.day}, {value.year}"
 
 
+def axis_money(value) -> str:
+    """A chart axis label: ``$100`` for a whole amount (the axis's round steps), else as
+    ``money``: short enough to read on a phone, where the chart is drawn small."""
+    value = Decimal(value)
+    if value == value.to_integral_value():
+        return f"{'-' if value < 0 else ''}${abs(value):,.0f}"
+    return money(value)
+
+
 def time_utc(value: datetime) -> str:
     """``14:05 UTC``."""
     return value.astimezone(timezone.utc).strftime("%H:%M UTC")
 
 
 def init_formatting(app):
-    app.jinja_env.filters.update(money=money, number=number, day=day, time_utc=time_utc)
+    app.jinja_env.filters.update(money=money, axis_money=axis_money, number=number, day=day, time_utc=time_utc)
     app.jinja_env.tests["word"] = lambda v: isinstance(v, str)

@@ -47,6 +47,7 @@ DEFAULTS = {
     "BREAKER_THRESHOLD": "5",
     "BREAKER_COOLDOWN": "30",
     "ACTIONS_PER_MINUTE": "5",
+    "TYPOS_PER_MINUTE": "20",
     "DATABASE_URL": None,
     "DATABASE_WAIT_SECONDS": "3",
     "DATABASE_START_WAIT_SECONDS": "30",
@@ -340,7 +341,7 @@ def _numbers(cfg, raw):
     cfg["SANDBOX_SPEND_PER_HOUR"] = _amount("SANDBOX_SPEND_PER_HOUR",
                                             raw["SANDBOX_SPEND_PER_HOUR"])
     for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "HISTORY_DAYS", "BREAKER_COOLDOWN",
-                 "ACTIONS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                 "ACTIONS_PER_MINUTE", "TYPOS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
                  "SESSION_MAX_PER_USER",
                  "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE", "DATABASE_WAIT_SECONDS"):
         cfg[name] = _int(name, raw[name], minimum=1)

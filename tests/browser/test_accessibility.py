@@ -118,4 +118,23 @@ def test_gauge_states_values_in_text(new_page, live):
     meter = page.locator("meter")
     expect(meter).to_have_attribute("aria-labelledby", "gauge-text")
     expect(page.locator("#gauge-text")).to_contain_text("74% of this period's $100.00 plan credits left")
-    expect(page.get_by_text("On track")).to_be_visible()  # a word, not only a colour
+    expect(page.get_by_text("Does not run out")).to_be_visible()  # a word, not only a colour
+
+
+def test_the_chart_reads_on_a_390px_phone(new_page, live):
+    """The chart is drawn to the card's width: on a phone its labels must still be text a
+    person can read (at least 11 px), whole, inside the chart."""
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    sign_in(page, live, "viewer")
+    page.goto(live.url + "/billing?range=7")
+    labels = page.eval_on_selector_all(".chart text", """els => els.map(e => {
+        const box = e.getBoundingClientRect(), chart = e.ownerSVGElement.getBoundingClientRect();
+        const scale = chart.width / e.ownerSVGElement.viewBox.baseVal.width;
+        return {text: e.textContent, px: parseFloat(getComputedStyle(e).fontSize) * scale,
+                inside: box.left >= chart.left - 0.5 && box.right <= chart.right + 0.5
+                        && box.top >= chart.top - 0.5 && box.bottom <= chart.bottom + 0.5};
+    })""")
+    assert labels, "the chart has axis labels"
+    for label in labels:
+        assert label["px"] >= 11, label
+        assert label["inside"], label

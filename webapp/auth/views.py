@@ -65,6 +65,13 @@ def signin():
         {"Retry-After": str(retry_after)} if retry_after else {}
 
 
+@bp.get("/login")
+def login():
+    """``/login``, as people type it: sign-in, keeping ``next`` when it is a path here."""
+    target = request.args.get("next")
+    return redirect(url_for("auth.signin", next=target if is_safe_next(target) else None))
+
+
 @bp.post("/signout")
 def signout():
     end_session(current_user if current_user.is_authenticated else None)

@@ -82,7 +82,7 @@ def top_up():
     form = TopUpForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return checkouts.refuse(trail.TOP_UP, "refused: invalid input",
+        return checkouts.refuse(trail.TOP_UP, "refused: invalid input", typo=True,
                                 amount_typed=_typed_amount(), detail=errors[:500]) \
             or render_dashboard(form, status=422)
     return checkouts.start_top_up(form.decimal, form.nonce.data)
@@ -145,7 +145,7 @@ def change_plan(plan_id):
     form = ChangePlanForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return checkouts.refuse(trail.PLAN_CHANGE, "refused: invalid input",
+        return checkouts.refuse(trail.PLAN_CHANGE, "refused: invalid input", typo=True,
                                 plan_to=plan_id[:200], **_plan_names(None, plan_id),
                                 detail=errors[:500]) or render_error(
             400, "Form not accepted", "This form is missing its one-time token. Go back, "

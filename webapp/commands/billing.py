@@ -7,27 +7,31 @@ import threading
 
 import click
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
+
 from . import PreparedGroup
 
-from ..services.alerting.deliveries import configured, deliver_fired_since, last_alert_id
+from ..services.alerting.deliveries import (configured, deliver_fired_since, last_alert_id,
+                                            why_nothing_fired)
 from ..services.arrivals import settle
 from ..services.checkouts.settlement import settle_kept
 from ..services.background import worker
 from ..clock import app_clock
 from ..errors import describe_upstream
+from ..extensions import db
 from ..giga import GigaError
 from ..services.account import deadline, gateway
 
 billing_cli = PreparedGroup("billing", help="The balance history.")
 
 
-def _poll_once() -> bool:
+def _poll_once():
     """Read the balance through the gateway (cache, budget and breaker apply); a reading
     from upstream is kept in the history and checked against the alert rules
     (``services.arrivals``), once, in whichever process read it; the check is done
     before this returns.
 
-    Returns whether a balance was had.
+    Returns the reading, or ``None`` when no balance was had.
     """
     clock = app_clock()
     try:
@@ -37,13 +41,30 @@ def _poll_once() -> bool:
         rid = f" (request ID {exc.request_id})" if exc.request_id else ""
         click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} not read: {title}. {message}{rid}",
                    err=True)
-        return False
+        return None
     settle(current_app)  # the alert check of what was just read, before anything is sent
     b = reading.value
     click.echo(f"{clock.now():%Y-%m-%d %H:%M:%S} {b.plan}: plan credits {b.plan_credits_remaining}"
                f", prepaid {b.prepaid_balance}, total {b.total_balance} (read "
                f"{reading.fetched_at:%H:%M:%S}{', stale' if reading.stale else ''})")
-    return True
+    return reading
+
+
+def _newest_alert() -> int | None:
+    """``last_alert_id``, or ``None`` while the database does not answer (a poll that
+    runs for good must outlive that)."""
+    try:
+        return last_alert_id()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return None
+
+
+def _say_if_nothing_fired(reading, after_id: int | None) -> None:
+    """When no alert fired since alert ``after_id``, say why in one line: what the rules
+    saw of ``reading`` (so a walkthrough that crosses nothing is not met with silence)."""
+    if reading is not None and after_id is not None and _newest_alert() == after_id:
+        click.echo(why_nothing_fired(current_app, reading.value, reading.fetched_at))
 
 
 def _deliver_what_fired(after_id: int) -> None:
@@ -73,11 +94,12 @@ def poll(every):
     alert rules and send what they fire."""
     if every is None:
         before = last_alert_id()
-        ok = _poll_once()
+        reading = _poll_once()
         _deliver_what_fired(before)
+        _say_if_nothing_fired(reading, before)
         # a cron-only deployment's checkouts settle here too (see audit.settlement)
         settle_kept(current_app, current_app.extensions["clock"].now())
-        raise SystemExit(0 if ok else 1)
+        raise SystemExit(0 if reading is not None else 1)
     # the app itself, not the context-bound proxy: the worker's thread has no context
     worker(current_app._get_current_object())  # delivers and settles between polls
     stop = threading.Event()
@@ -85,6 +107,7 @@ def poll(every):
         signal.signal(sig, lambda *_: stop.set())
     click.echo(f"Polling every {every} s; stop with Ctrl-C or SIGTERM.")
     while not stop.is_set():
-        _poll_once()
+        before = _newest_alert()
+        _say_if_nothing_fired(_poll_once(), before)
         stop.wait(every)
     click.echo("Stopped.")

@@ -90,6 +90,11 @@ def usage_csv():
                 continue
             yield (d.day.isoformat(), _part(d), _money(d.usage), _money(d.at_most),
                    _money(d.top_ups), _money(d.closing), "; ".join(d.notes))
+        for g in report.gaps:  # on no day, in the range's total: a row each
+            yield (g.start.date().isoformat(), f"from {g.start:%H:%M} to {_stamp(g.end)}",
+                   _money(g.usage), _money(g.usage), _money(g.top_up), "",
+                   ("before the first reading kept" if g.kind == "opening"
+                    else "a stretch without readings") + (f": {g.note}" if g.note else ""))
     # the file says which range it holds: usage-this-period-…, usage-last-30-days-…
     return csv_download(rows(), "usage-" + report.label.lower().replace(" ", "-"))
 

@@ -1,4 +1,4 @@
-"""A typed client for the WithGiga billing API (see shared/giga-api-contract.md).
+"""A typed client for the WithGiga billing API (see docs/giga-api-contract.md).
 
 One ``requests.Session``, the Bearer key on every call, a connect timeout and
 a *total* deadline on every call, results as dataclasses with ``Decimal``

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from ..database import missing_schema, say_schema_missing
+
 log = logging.getLogger(__name__)
 
 
@@ -67,8 +69,11 @@ class Worker:
                 try:
                     with self.app.app_context():
                         task(self.app, clock.now())
-                except Exception:  # the thread must outlive a bad moment of the database
-                    log.exception("background task %r failed; trying again shortly", name)
+                except Exception as exc:  # the thread must outlive a bad moment of the database
+                    if missing_schema(exc):  # said once, not a traceback every few seconds
+                        say_schema_missing(self.app, exc)
+                    else:
+                        log.exception("background task %r failed; trying again shortly", name)
 
 
 _lock = threading.Lock()

@@ -14,19 +14,22 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..background import worker
-from ...database import mark_busy, unavailable
+from ...database import mark_busy, missing_schema, say_schema_missing, unavailable
 from ...extensions import db
+from ...formatting import day, money
 from ...giga import GigaError
 from ...giga import Billing, Plan
-from ...models import Alert, AlertAttempt, AlertDelivery
+from ...models import Alert, AlertAttempt, AlertDelivery, AlertState
 from . import channels
-from .rules import conditions, email_recipients, fire_crossings, settings
+from .rules import (PLAN_THRESHOLDS, Crossing, conditions, email_recipients, fire_crossings,
+                    settings)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,21 @@ def plans_for_rules(app) -> list[Plan] | None:
     return plans
 
 
+def _rule_inputs(app, billing: Billing, read_at: datetime):
+    """What the rules check ``billing`` (read at ``read_at``) against: ``(plans,
+    monthly, rules, outlook)`` -- the plan list (``None`` when it cannot be had now),
+    the plan's monthly credits, the rules, and the page's forecast worked out the
+    page's way (the same pace and dates). Raises ``SQLAlchemyError``."""
+    from ..forecast import account_forecast
+
+    plans = plans_for_rules(app)
+    plan = next((p for p in plans or [] if p.id == billing.plan), None)
+    monthly = plan.monthly_credits if plan is not None else None
+    rules = settings()
+    outlook = account_forecast(billing, plans, read_at, read_at=read_at)
+    return plans, monthly, rules, outlook
+
+
 def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
     """Check every rule against ``billing``, read upstream at ``read_at``; fire what
     crossed. Never raises.
@@ -84,15 +102,8 @@ def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
     cfg = app.config
     if not configured(cfg):
         return []
-    from ..forecast import account_forecast
-
     try:
-        plans = plans_for_rules(app)
-        plan = next((p for p in plans or [] if p.id == billing.plan), None)
-        monthly = plan.monthly_credits if plan is not None else None
-        rules = settings()
-        # the page's forecast, worked out the page's way: the same pace and dates
-        outlook = account_forecast(billing, plans, read_at, read_at=read_at)
+        plans, monthly, rules, outlook = _rule_inputs(app, billing, read_at)
         crossed, rearm = conditions(billing, monthly, outlook, read_at, rules,
                                     forecast_known=plans is not None)
         fired = fire_crossings(crossed, rearm, read_at, targets(cfg, rules))
@@ -102,12 +113,94 @@ def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
             mark_busy(app)
             log.warning("alert rules could not be checked: the database is busy; the next "
                         "reading checks them")
+        elif missing_schema(exc):
+            say_schema_missing(app, exc)
         else:
             log.exception("alert rules could not be checked")
         return []
     if fired:
         worker(app).wake()
     return fired
+
+
+def why_nothing_fired(app, billing: Billing, read_at: datetime) -> str:
+    """Why ``billing`` (read at ``read_at``) fired no alert, in one line (the poller says
+    it): how far this period's plan credits are used and where the next built-in
+    alert is, what the admin's rules saw -- or that no alert channel is configured,
+    so no rule is checked at all. Never raises."""
+    if not configured(app.config):
+        return ("no alert checked: no alert channel is configured (set ALERT_WEBHOOK_URL or "
+                "SMTP_URL, as the README's Alerts section shows), so no rule is checked")
+    try:
+        plans, monthly, rules, outlook = _rule_inputs(app, billing, read_at)
+        crossed, _ = conditions(billing, monthly, outlook, read_at, rules,
+                                forecast_known=plans is not None)
+        fired = set(db.session.scalars(select(AlertState.key).where(
+            AlertState.key.in_([c.state_key for c in crossed]), AlertState.armed.is_(False))))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return "no alert fired (what the rules saw could not be read: the database did not answer)"
+    seen = [_plan_credits_seen(billing, plans, monthly, crossed, fired)]
+    if rules.balance_below is not None:
+        seen.append(_balance_seen(billing, rules.balance_below, crossed, fired))
+    if rules.runs_out_within_days:
+        seen.append(_runs_out_seen(outlook, rules.runs_out_within_days, plans is not None,
+                                   crossed, fired))
+    return "no alert fired: " + "; ".join(seen)
+
+
+def _crossing(crossed: list[Crossing], rule: str) -> Crossing | None:
+    """The last of ``crossed`` of ``rule`` (for the plan credits: the highest threshold)."""
+    return next((c for c in reversed(crossed) if c.rule == rule), None)
+
+
+def _fired_or_due(crossing: Crossing, fired: set[str]) -> str:
+    if crossing.state_key in fired:
+        return "fired already"
+    return "was not checked on this reading (the next fresh one checks it)"
+
+
+def _plan_credits_seen(billing, plans, monthly, crossed, fired) -> str:
+    """``6% of this period's $500.00 plan credits used; the next built-in alert is at 50%``."""
+    if plans is None:
+        return ("the plan list could not be read, so the plan-credit alerts wait for the next "
+                "reading")
+    if not isinstance(monthly, Decimal) or monthly <= 0:
+        return f"the {billing.plan} plan's credits are not a set amount: no plan-credit alert"
+    used = max(Decimal(0), (monthly - billing.plan_credits_remaining) / monthly * 100)
+    # whole percents, rounded down: "50%" only once the 50 % alert's line is crossed
+    said = f"{int(min(used, Decimal(100)))}% of this period's {money(monthly)} plan credits used"
+    ahead = next((t for t in PLAN_THRESHOLDS if used < t), None)
+    passed = _crossing(crossed, "plan credits")
+    if passed is None:
+        return f"{said}; the next built-in alert is at {ahead}%"
+    said = f"{said}: the {passed.figures['threshold']}% alert {_fired_or_due(passed, fired)}"
+    if ahead is None:
+        return f"{said} (a new period re-arms the built-in alerts)"
+    return f"{said}; the next is at {ahead}%"
+
+
+def _balance_seen(billing, below, crossed, fired) -> str:
+    passed = _crossing(crossed, "balance below")
+    if passed is None:
+        return f"the total balance {money(billing.total_balance)} is not below the " \
+               f"{money(below)} alert"
+    return (f"the total balance {money(billing.total_balance)} is below the {money(below)} "
+            f"alert, which {_fired_or_due(passed, fired)} (it re-arms once the balance is back "
+            "above it)")
+
+
+def _runs_out_seen(outlook, days, forecast_known, crossed, fired) -> str:
+    if not forecast_known:
+        return f"the {days}-day run-out alert waits for the plan list too"
+    passed = _crossing(crossed, "runs out soon")
+    runs_out = outlook.balance_runs_out if outlook is not None else None
+    if passed is not None:
+        return (f"the forecast says the balance runs out around {day(runs_out)}, within the "
+                f"{days}-day alert, which {_fired_or_due(passed, fired)}")
+    if runs_out is None:
+        return f"the forecast sees no run-out within the {days} days the alert looks ahead"
+    return f"the forecast's run-out, around {day(runs_out)}, is beyond the {days}-day alert"
 
 
 def send_test(app, now: datetime, user_id: int, who: str) -> Alert:

@@ -105,8 +105,14 @@ def outlook_sentence(outlook) -> str:
         return ""
     if outlook.pace_per_day == 0:
         return " No credits are being used at the current pace."
-    pace = (f" At the current pace ({money(outlook.pace_per_day)} a day, from "
-            f"{outlook.basis}) the balance runs out around {day(outlook.balance_runs_out)}")
+    at_pace = f" At the current pace ({money(outlook.pace_per_day)} a day, from {outlook.basis})"
+    if outlook.balance_runs_out is None:
+        if outlook.never_runs_out:
+            return (f"{at_pace} the balance does not run out: a period uses about "
+                    f"{money(outlook.use_per_period)} of its {money(outlook.allowance)} plan "
+                    f"credits, which come back on {day(outlook.period_end)}.")
+        return f"{at_pace} the balance lasts more than ten years."
+    pace = f"{at_pace} the balance runs out around {day(outlook.balance_runs_out)}"
     past = outlook.days_past_period_end
     if past > 0:
         return f"{pace}, {past} day{'s' if past != 1 else ''} after the period ends " \

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from ...database import missing_schema, say_schema_missing
 from ..trail import TrailUnavailable
 from . import record
 from .outbox import Outbox, OutboxUnavailable
@@ -44,7 +45,10 @@ def settle_kept(app, now: datetime) -> None:
     try:
         written = _write_kept(app)
         marked = record.expire_pending(now - pending_limit(app))
-    except TrailUnavailable:
+    except TrailUnavailable as exc:
+        if missing_schema(exc):  # not busy: nothing comes of waiting (the log says what does)
+            say_schema_missing(app, exc)
+            return
         if not app.extensions.get(DATABASE_BUSY):
             app.extensions[DATABASE_BUSY] = True
             log.info("the database is busy: kept settlements and pending attempts wait "

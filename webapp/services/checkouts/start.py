@@ -63,14 +63,16 @@ def start_plan_change(overview: Overview, target: Plan, nonce: str):
                   plan_from_name=current.name if current else None, plan_to_name=target.name)
 
 
-def refuse(action, outcome, **fields):
-    """Record a refused attempt, counted against the user's action limit.
+def refuse(action, outcome, *, typo=False, **fields):
+    """Record a refused attempt, counted against the user's action limit -- or, for a
+    ``typo`` (a form the field checks refused), against an allowance of its own, so
+    mistyping an amount never uses up the checkouts a user may start.
 
     Returns ``None`` once it has its own audit row (the caller then shows its
     own refusal), or the 429 page when the user is past the limit. Raises
     ``TrailUnavailable`` when the row cannot be written.
     """
-    taken, wait = limits.take("actions")
+    taken, wait = limits.take("typos" if typo else "actions")
     if not taken:
         return _past_the_limit(wait)
     trail.record(action, outcome, **fields)

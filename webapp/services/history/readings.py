@@ -27,7 +27,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..checkouts.reconcile import reconcile
-from ...database import mark_busy, unavailable
+from ...database import mark_busy, missing_schema, say_schema_missing, unavailable
 from ...extensions import db
 from ...giga import Billing
 from ...models import HISTORY, BalanceSnapshot, HistoryLock
@@ -89,7 +89,7 @@ def latest() -> BalanceSnapshot | None:
         .execution_options(populate_existing=True)).first()
 
 
-def _claim_history() -> None:
+def claim_history() -> None:
     """Hold the history's lock row until this transaction ends (another process's
     recording waits for it, within ``DATABASE_WAIT_SECONDS``). The first statement of
     the transaction, so what is read after it is what the last recording committed.
@@ -117,7 +117,7 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
     the newest snapshot with other figures (the newer one stands).
     """
     try:
-        _claim_history()
+        claim_history()
         last = latest()
         effect = _effect(_row_figures(last) if last else None,
                          last.last_seen_at if last else None, billing, seen_at)
@@ -147,6 +147,8 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
         db.session.rollback()
         if unavailable(exc):
             mark_busy(current_app)
+        elif missing_schema(exc):
+            say_schema_missing(current_app, exc)
         else:
             log.exception("could not record a balance reading")
         return None

@@ -17,6 +17,8 @@ from .usage import ZERO, Day, Interval, Pace, daily, intervals, opening, recent_
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
           "30": "Last 30 days", "90": "Last 90 days"}
 DEFAULT_RANGE = "period"
+#: the range whose usage the forecast's pace is: one stretch, one figure, one label
+PACE_RANGE = "7"
 #: no chart is longer than this, however long a period the API reports
 MAX_DAYS = 92
 #: how far before a range a credited top-up may be matched to its first interval
@@ -24,7 +26,8 @@ SPAN = timedelta(days=400)
 
 #: the SVG's coordinate box; CSS scales it to the width of the card
 WIDTH, HEIGHT = Decimal(720), Decimal(260)
-LEFT, RIGHT, TOP, BOTTOM = Decimal(84), Decimal(30), Decimal(14), Decimal(36)
+#: room for the axis labels, at the phone's larger type too (static/app.css)
+LEFT, RIGHT, TOP, BOTTOM = Decimal(100), Decimal(44), Decimal(24), Decimal(40)
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,24 @@ class UsageReport:
     #: for a period's range: its start and end, and whether the readings reach its start
     period: tuple[datetime, datetime] | None = None
     whole: bool | None = None
+    #: for a period's range: the plan changed during it (its credits granted again)
+    plan_changed: bool = False
 
     @property
-    def total(self) -> Decimal:
+    def days_total(self) -> Decimal:
+        """What the days' bars add up to."""
         return sum((d.usage for d in self.days if d.usage is not None), ZERO)
 
     @property
+    def total(self) -> Decimal:
+        """The range's usage as the readings tell it: its days and its stretches without
+        readings (the table's last line, the CSV's rows, a period's "used")."""
+        return self.days_total + self.gap_usage
+
+    @property
     def top_ups(self) -> Decimal:
-        return sum((d.top_ups for d in self.days), ZERO)
+        return sum((d.top_ups for d in self.days), ZERO) + \
+            sum((g.top_up for g in self.gaps), ZERO)
 
     @property
     def has_readings(self) -> bool:
@@ -216,19 +229,24 @@ def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook, *,
     gaps = [s for s in spans if s.gap and (period is None or s.period_start == period[0])]
     report = UsageReport(key=key, label=RANGES[key], first=first, last=last,
                          days=daily(snaps, spans, first, last, period=period), gaps=gaps,
-                         period=period, whole=whole)
+                         period=period, whole=whole,
+                         plan_changed=period is not None and any(
+                             s.kind == "plan change" and s.period_start == period[0]
+                             for s in spans))
     _layout(report)
     return report
 
 
 def observed_pace(now: datetime, plans: PlanBook, billing: Billing, *, read_at: datetime,
                   recorded: Recorded) -> Pace | None:
-    """The pace of the last 7 days of ``recorded`` readings (the reading of ``billing``
-    at ``read_at`` among them), if there is at least a day of them."""
-    since, until = now - timedelta(days=7), now + timedelta(seconds=1)
+    """The pace over the "Last 7 days" range, as its table adds it up, of ``recorded``
+    readings (the reading of ``billing`` at ``read_at`` among them), if there is at
+    least a day of them."""
+    since, until = _start_of(range_days(PACE_RANGE, billing, now)[0]), now + timedelta(seconds=1)
     snaps = _history(recorded, since, until, now, billing, read_at)
     return recent_pace(intervals(snaps, plans.monthly_credits,
-                                 credited_top_ups(since - SPAN, until)), now)
+                                 credited_top_ups(since - SPAN, until)), now, since,
+                       f"the {RANGES[PACE_RANGE].lower()}")
 
 
 @dataclass(frozen=True)
@@ -246,6 +264,8 @@ class PeriodUsage:
     since: datetime
     #: of ``used``, what fell in stretches without readings (not on any day's row)
     in_gaps: Decimal = ZERO
+    #: the plan changed this period (so its plan credits were granted again)
+    plan_changed: bool = False
 
 
 def period_usage(report: UsageReport) -> PeriodUsage | None:
@@ -256,8 +276,8 @@ def period_usage(report: UsageReport) -> PeriodUsage | None:
     days = [d for d in report.days if d.readings]
     since = report.period[0] if report.whole else max(
         report.period[0], datetime.combine(days[0].day, time.min, timezone.utc))
-    return PeriodUsage(used=report.total + report.gap_usage, unknown=report.unknown,
-                       whole=bool(report.whole), since=since, in_gaps=report.gap_usage)
+    return PeriodUsage(used=report.total, unknown=report.unknown, whole=bool(report.whole),
+                       since=since, in_gaps=report.gap_usage, plan_changed=report.plan_changed)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ rules: this period's plan credits fall from the plan's monthly credits to
 what is left today; the previous period ran down on a similar pace; a $30
 top-up arrived in it, and the audit trail has that top-up, credited, so the
 first thing a newcomer reconciles does reconcile.
+
+``seed_sandbox`` writes them on the sandbox's first start; ``start_over``
+(``flask sandbox reset``) puts the sandbox and the dashboard's record of it
+back to that first start.
 """
 from __future__ import annotations
 
@@ -14,9 +18,15 @@ import math
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
+from sqlalchemy import delete
+
 from ...extensions import db
 from ...giga import Billing
-from ...models import AuditEntry, BalanceSnapshot
+from ...giga.client import parse_billing
+from ...models import (Alert, AlertAttempt, AlertDelivery, AlertState, AuditEntry,
+                       BalanceSnapshot)
+from ...sandbox.state import plan_by_id
+from .readings import claim_history, latest
 
 STEP = timedelta(hours=2)
 DAYS = 30
@@ -51,6 +61,47 @@ def _spread(total: Decimal, times: list[datetime]) -> list[Decimal]:
     for i in sorted(range(len(parts)), key=lambda i: parts[i] - exact[i])[:left_over]:
         parts[i] += CENT
     return parts
+
+
+#: what ``start_over`` empties: the record a first start has none of (children first)
+STARTED_OVER = (AlertAttempt, AlertDelivery, Alert, AlertState, AuditEntry, BalanceSnapshot)
+
+
+def seed_sandbox(sandbox, now: datetime) -> int:
+    """The sandbox's made-up month, ending at its account as it is at ``now``, when the
+    history is empty (its first start). Returns how many readings were written: none
+    when there is history already, or when the plan's credits are not a number.
+    Raises ``SQLAlchemyError``."""
+    if latest() is not None:
+        return 0
+    billing = parse_billing({"billing": sandbox.state.billing()})
+    plan = plan_by_id(billing.plan)
+    monthly = plan["monthlyCredits"] if plan is not None else None
+    if not isinstance(monthly, (int, Decimal)):
+        return 0
+    return seed(billing, Decimal(monthly), now)
+
+
+def start_over(sandbox, now: datetime) -> int:
+    """The sandbox as on its first start: its account back to the demo account, and the
+    dashboard's record of it -- the history, the audit trail, the alerts with their
+    states and deliveries -- back to the made-up month and its one top-up (users and
+    the alert rules stay). Sandbox mode only: the caller's database must be the
+    sandbox's own. Returns how many readings were written. Raises ``SQLAlchemyError``
+    (then nothing in the database has changed).
+
+    The history's lock row is held first, so a reading being recorded meanwhile (a
+    page in a running dashboard) lands before the reset or after it, never between
+    its rows; one read before the reset and recorded after it is older than the new
+    month's last reading, so the newer one stands.
+    """
+    claim_history()
+    for model in STARTED_OVER:
+        db.session.execute(delete(model))
+    sandbox.state.reset()
+    written = seed_sandbox(sandbox, now)
+    db.session.commit()
+    return written
 
 
 def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:

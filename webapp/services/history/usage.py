@@ -25,7 +25,9 @@ is not usage. Plan credits are drawn before prepaid credit.
    apart from the days it spans, which show as gaps.
 7. **Opening**: when the history begins within a period (no reading before
    it), plan credits used between the period's start and the first reading
-   are the plan's monthly credits less what that reading shows left.
+   are the plan's monthly credits less what that reading shows left. When
+   the first reading came more than ``MAX_INTERVAL`` after the start, that
+   usage is a gap's (rule 6): the period's, on no day.
 
 Usage of an interval counts on the day of its later reading, and in the
 period of its later reading: a reset's usage (since the reset) is the new
@@ -129,13 +131,13 @@ def interval(a: Snapshot, b: Snapshot, monthly_credits: Decimal | str | None,
 
 def opening(first: Snapshot, monthly_credits: Decimal | str | None) -> Interval | None:
     """Rule 7: usage from the period's start to ``first``, its first reading, when no
-    reading came before it; ``None`` when the plan's allowance is not known or the
-    reading came more than ``MAX_INTERVAL`` after the start."""
-    if not isinstance(monthly_credits, Decimal) or first.plan_credits > monthly_credits \
-            or first.first_seen - first.period_start > MAX_INTERVAL:
+    reading came before it (a gap when that is more than ``MAX_INTERVAL``); ``None``
+    when the plan's allowance is not known."""
+    if not isinstance(monthly_credits, Decimal) or first.plan_credits > monthly_credits:
         return None
     common = dict(start=first.period_start, end=first.first_seen,
-                  period_start=first.period_start, kind="opening")
+                  period_start=first.period_start, kind="opening",
+                  gap=first.first_seen - first.period_start > MAX_INTERVAL)
     if first.plan_credits > 0:  # plan credits are drawn first: no prepaid was used
         return Interval(usage=monthly_credits - first.plan_credits, **common)
     return Interval(usage=None, note="the plan credits ran out before the first reading of "
@@ -268,12 +270,14 @@ class Pace:
     basis: str
 
 
-def recent_pace(spans: list[Interval], now: datetime, window=timedelta(days=7),
+def recent_pace(spans: list[Interval], now: datetime, since: datetime, label: str,
                 minimum=timedelta(days=1)) -> Pace | None:
-    """The observed pace over the last ``window``, or ``None`` with less than ``minimum``
-    of readings in it. Intervals whose usage is unknown, and gaps, are left out."""
-    since = now - window
-    usable = [s for s in spans if s.end > since and s.usage is not None and not s.gap]
+    """The observed pace from ``since`` to ``now``, the range ``label`` names ("the last 7
+    days"), or ``None`` with less than ``minimum`` of readings in it. It counts what
+    that range's table counts: the usage of every interval ending in it (gaps
+    included), over the time from ``since`` (or the first reading after it) to now.
+    Intervals whose usage is unknown are left out."""
+    usable = [s for s in spans if s.end >= since and s.usage is not None]
     if not usable:
         return None
     # the whole span counts: between readings, unchanged figures mean nothing was used
@@ -282,6 +286,7 @@ def recent_pace(spans: list[Interval], now: datetime, window=timedelta(days=7),
         return None
     days = Decimal((now - first).total_seconds()) / Decimal(86400)
     used = sum((s.usage for s in usable), ZERO)
-    whole = int(days)
-    return Pace(per_day=used / days, days=days,
-                basis=f"the last {whole} day{'' if whole == 1 else 's'} of readings")
+    span = f"{days:.1f} days"
+    basis = (f"{label} ({money(used)} from {first:%b} {first.day} to now, {span})"
+             if first <= since else f"the {span} of readings so far ({money(used)})")
+    return Pace(per_day=used / days, days=days, basis=basis)

@@ -177,6 +177,19 @@ class HistoryLock(db.Model):
     recordings: Mapped[int] = mapped_column(default=0)
 
 
+class AccountSettings(db.Model):
+    """The account's own settings (one row, id 1), changed on the settings page; a
+    NULL falls back to the environment's setting of the same name."""
+
+    __tablename__ = "account_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: the IANA zone days and times are shown in (``DISPLAY_TIMEZONE`` when NULL)
+    display_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class AlertSettings(db.Model):
     """The admin's alert rules (one row); the built-in plan-credit rules need none."""
 

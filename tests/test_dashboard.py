@@ -1,4 +1,5 @@
 """What the billing page shows: the gauge, the forecast, the plan cards."""
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -25,7 +26,9 @@ def test_gauge_figures_from_the_sandbox(client, auth):
     assert 'id="prepaid-balance">$50.00' in html
     assert '<meter class="gauge" min="0" max="100" value="74.50"' in html
     assert "74% of this period's $100.00 plan credits left" in html
-    assert "18 days left" in html
+    # the period's end as an instant and a countdown, not a date alone (UTC by default)
+    assert re.search(r'Period ends <strong>[A-Z][a-z]{2} \d{1,2}, \d{4}, \d\d:\d\d UTC</strong> — '
+                     r'<span id="days-left">in 18 days</span>', html)
 
 
 def test_current_plan_is_marked_and_cards_come_from_the_api(client, auth):

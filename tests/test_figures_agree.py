@@ -256,3 +256,67 @@ def test_the_pace_is_the_last_7_days_table_over_its_days(tmp_path, sandbox):
     # the pace is that sum over those days (shown rounded: a cent a day, a tenth of a day)
     assert abs(D(pace.group(1)) * D(pace.group(4)) - _money(total)) <= \
         D("0.005") * D(pace.group(4)) + D("0.05") * D(pace.group(1))
+
+
+def _usage_by_label(html: str) -> tuple[dict, dict]:
+    """The chart's bars and the table's rows, each ``{day label: usage text}``."""
+    svg = re.search(r'<svg class="chart".*?</svg>', html, re.S).group(0)
+    bars = dict(t.split(": ") for t in re.findall(
+        r'<rect class="bar[^"]*"[^>]*><title>([^<]+)</title>', svg))
+    table = re.search(r'<details class="usage-table">.*?</details>', html, re.S).group(0)
+    rows = dict(re.findall(r'<th scope="row">(\w{3} \d+, \d{4})</th>\s*<td class="figure">'
+                           r'([^<]+)<', table))
+    return bars, rows
+
+
+def test_chart_table_and_csv_agree_day_by_day_in_los_angeles(tmp_path, sandbox):
+    """Sixty days of readings every two hours, the team in Los Angeles: the chart's bars,
+    the table's rows and the CSV's days are the same Pacific days with the same cents;
+    each CSV day says its UTC start and end and its hours (23 or 25 when the clocks
+    change), and the range's total is what it is in UTC."""
+    from zoneinfo import ZoneInfo
+
+    la = ZoneInfo("America/Los_Angeles")
+    now = datetime.now(timezone.utc)
+    start = (now - timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+    old, new = (start - timedelta(days=30), start), (start, start + timedelta(days=30))
+    readings, t, left, prepaid = [], now - timedelta(days=60), D(100), D(200)
+    while t < now - timedelta(minutes=30):
+        period = new if t >= start else old
+        readings.append((t, "starter-pro", left, prepaid, *period))
+        left, prepaid = _draw(left, prepaid, D("0.75") if t.hour % 6 else D("1.30"))
+        t += STEP
+        if t >= start and period == old:
+            left = D(100)
+    _write(app := make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0",
+                           DISPLAY_TIMEZONE="America/Los_Angeles"), sandbox, readings)
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    html = client.get("/billing?range=90").get_data(as_text=True)
+    assert "days in America/Los_Angeles, UTC−0" in html
+    bars, rows = _usage_by_label(html)
+    assert len(bars) >= 59 and bars == {k: v for k, v in rows.items() if k in bars}
+    body = client.get("/billing/usage.csv?range=90").get_data(as_text=True)
+    csv_rows = list(csv.DictReader(io.StringIO(body)))
+    days = [r for r in csv_rows if r["note"] != "no readings" and r["hours"] in
+            ("23", "24", "25")]
+    for r in days:
+        d = datetime.strptime(r["date (America/Los_Angeles)"], "%Y-%m-%d")
+        assert rows[f"{d:%b} {d.day}, {d.year}"] == f"${_money(r['usage (USD)']):,.2f}"
+    for r in csv_rows[:90]:
+        d = datetime.strptime(r["date (America/Los_Angeles)"], "%Y-%m-%d").date()
+        begins = datetime.combine(d, datetime.min.time(), tzinfo=la).astimezone(timezone.utc)
+        ends = datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=la) \
+            .astimezone(timezone.utc)
+        assert (r["start (UTC)"], r["end (UTC)"], r["hours"]) == (
+            f"{begins:%Y-%m-%d %H:%M:%S}", f"{ends:%Y-%m-%d %H:%M:%S}",
+            str(int((ends - begins).total_seconds() // 3600)))
+    # the same readings in UTC days: other days, the same total
+    utc = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0")
+    utc_client = utc.test_client()
+    AuthActions(utc_client).login("finance")
+    utc_html = utc_client.get("/billing?range=90").get_data(as_text=True)
+    assert "days in UTC." in utc_html
+    total = re.search(r'id="usage-total">([^<]+)<', html).group(1)
+    assert re.search(r'id="usage-total">([^<]+)<', utc_html).group(1) == total
+    assert _money(total) == sum(_money(r["usage (USD)"]) for r in csv_rows if r["usage (USD)"])

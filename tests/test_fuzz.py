@@ -17,7 +17,7 @@ ODD = ["", "0", "-1", "2147483648", "9" * 25, "\x00", "a\x00b@example.com", "\x0
        "0001-01-01", "x" * 3000]
 QUERY_NAMES = ("range", "amount", "checkout", "from", "to", "action", "user", "page", "next")
 FORM_NAMES = ("amount", "nonce", "email", "password", "role", "confirm", "balance_below",
-              "runs_out_within_days", "email_roles", "extra_emails", "submit")
+              "runs_out_within_days", "email_roles", "extra_emails", "zone", "submit")
 #: routes left out: signing out would end the fuzzing user's own session
 SKIP = {"auth.signout", "static"}
 

@@ -239,8 +239,8 @@ def test_a_paid_top_up_turns_credited(client, auth, app, sandbox):
     page = client.get("/audit").get_data(as_text=True)
     assert ">credited<" in page
     rows = list(csv.reader(io.StringIO(client.get("/audit/export.csv").get_data(as_text=True))))
-    assert rows[0][-2:] == ["seen in balance", "seen at (UTC)"]
-    assert rows[1][-2] == "credited" and rows[1][-1]
+    seen, seen_at = rows[0].index("seen in balance"), rows[0].index("seen at (UTC)")
+    assert rows[1][seen] == "credited" and rows[1][seen_at]
 
 
 def test_an_abandoned_top_up_is_not_credited_by_another_ones_credit(client, auth, app, sandbox):
@@ -307,6 +307,49 @@ def test_the_chart_has_a_name_and_a_table_with_the_same_figures(client, auth, se
     assert "style=" not in svg  # nothing the CSP would block
 
 
+def test_the_last_12_months_are_a_bar_a_week_and_the_csv_a_row_a_day(client, auth, app,
+                                                                       sandbox):
+    """A year of readings every six hours: "Last 12 months" draws a bar a week (a day's
+    would be thinner than a pixel) and says so; its table has a row a week, its CSV a
+    row a day, and both add up to the same total."""
+    now = datetime.now(timezone.utc)
+    length = timedelta(days=30)
+    start = now - timedelta(days=12)
+    with app.app_context():
+        t, rows = now - timedelta(days=370), []
+        while t < now - timedelta(hours=1):
+            period = start - length * (-(-(start - t) // length)) if t < start else start
+            into = (t - period) // timedelta(hours=6)
+            left = max(D(0), D(100) - D(into) / 2)
+            rows.append(BalanceSnapshot(first_seen_at=t, last_seen_at=t, plan="starter-pro",
+                                        plan_credits_remaining=left, prepaid_balance=D(50),
+                                        total_balance=left + 50, period_start=period,
+                                        period_end=period + length))
+            t += timedelta(hours=6)
+        last = (rows[-1].plan_credits_remaining, rows[-1].period_start, rows[-1].period_end)
+        db.session.add_all(rows)
+        db.session.commit()
+    with sandbox.state.edit() as account:
+        account.update(planCreditsRemaining=str(last[0]), prepaidBalance="50.00",
+                       periodStart=last[1].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                       periodEnd=last[2].strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    auth.login("finance")
+    html = client.get("/billing?range=365").get_data(as_text=True)
+    assert 'aria-current="true">Last 12 months' in html
+    assert "A bar a week, Monday to Sunday (a day’s bar would be thinner than a pixel)" in html
+    svg = re.search(r"<svg class=\"chart\".*?</svg>", html, re.S).group(0)
+    bars = re.findall(r'<rect class="bar[^"]*"[^>]*><title>([^<]+)</title>', svg)
+    assert 52 <= len(bars) <= 54 and all(" to " in b for b in bars[1:-1])
+    table = re.search(r"<details class=\"usage-table\">.*?</details>", html, re.S).group(0)
+    assert "<th scope=\"col\">Week</th>" in table
+    assert len(re.findall(r'<th scope="row">\w{3} \d+ to ', table)) >= 51
+    total = D(re.search(r'id="usage-total">\$([\d,.]+)', table).group(1).replace(",", ""))
+    days = list(csv.DictReader(io.StringIO(
+        client.get("/billing/usage.csv?range=365").get_data(as_text=True))))
+    assert len([r for r in days if r["hours"] in ("23", "24", "25")]) == 365
+    assert sum(D(r["usage (USD)"]) for r in days if r["usage (USD)"]) == total > 0
+
+
 def test_days_without_readings_are_gaps_not_zeros(client, auth, seeded):
     auth.login("viewer")
     html = client.get("/billing?range=90").get_data(as_text=True)
@@ -359,8 +402,14 @@ def test_usage_csv_has_a_row_a_day_and_history_csv_a_row_a_snapshot(client, auth
     usage = list(csv.reader(io.StringIO(client.get("/billing/usage.csv?range=30")
                                         .get_data(as_text=True))))
     assert usage[0] == ["date (UTC)", "part of the day", "usage (USD)", "usage at most (USD)",
-                        "top-ups credited (USD)", "closing balance (USD)", "note"]
-    assert len(usage) == 31 and date.fromisoformat(usage[-1][0]) == date.today()
+                        "top-ups credited (USD)", "closing balance (USD)", "note",
+                        "start (UTC)", "end (UTC)", "hours"]
+    assert len(usage) == 31 and date.fromisoformat(usage[-1][0]) == \
+        datetime.now(timezone.utc).date()
+    # each day says the instants it covers (UTC days here: midnight to midnight)
+    assert usage[-1][7:] == [f"{usage[-1][0]} 00:00:00",
+                             f"{date.fromisoformat(usage[-1][0]) + timedelta(days=1)} 00:00:00",
+                             "24"]
     assert any(r[4] == "30.00" for r in usage[1:])  # the seeded top-up
     history = list(csv.reader(io.StringIO(client.get("/billing/history.csv")
                                           .get_data(as_text=True))))
@@ -451,54 +500,3 @@ def test_a_page_draws_the_history_as_recording_its_reading_will_leave_it(tmp_pat
         drawn = with_reading(snapshots(*far), reading, T0 + timedelta(seconds=seconds))
         record(reading, T0 + timedelta(seconds=seconds), keep_days=400)
         assert drawn == snapshots(*far)
-
-
-def test_the_history_kept_in_memory_is_the_database_s_whatever_was_done_to_it(tmp_path,
-                                                                           sandbox):
-    """Each page draws from a copy of the recent history topped up from the database;
-    after every kind of change the copy must read as the database does."""
-    from .conftest import make_app
-    from webapp.giga.client import parse_billing
-    from webapp.services.history import kept
-    from webapp.services.history.readings import record, snapshots
-
-    app = make_app(tmp_path, SANDBOX=sandbox)
-    billing = parse_billing({"billing": sandbox.state.billing()})
-    now = T0 + timedelta(days=3)
-
-    def figures(**change):
-        return billing.__class__(**{**billing.__dict__, **change})
-
-    def same_as_database():
-        copy = kept.recorded(now)
-        for since, until in ((T0 - timedelta(days=200), now), (T0 - timedelta(days=2), now),
-                             (T0, T0 + timedelta(hours=30)), (now - timedelta(days=1), now)):
-            assert copy.between(since, until) == snapshots(since, until), (since, until)
-
-    def insert(first, left):
-        db.session.add(BalanceSnapshot(
-            first_seen_at=first, last_seen_at=first, plan="starter-pro",
-            plan_credits_remaining=D(left), prepaid_balance=D(50), total_balance=D(left) + 50,
-            period_start=P_START, period_end=P_END))
-        db.session.commit()
-
-    with app.app_context():
-        db.session.query(BalanceSnapshot).delete()
-        db.session.commit()
-        same_as_database()  # empty
-        for hours in range(0, 48, 2):  # a new snapshot every two hours
-            record(figures(plan_credits_remaining=D(70) - hours), T0 + timedelta(hours=hours),
-                   keep_days=400)
-            same_as_database()
-        record(figures(plan_credits_remaining=D(23)), T0 + timedelta(hours=47), keep_days=400)
-        same_as_database()  # the newest one's last seen moved on
-        insert(T0 + timedelta(hours=3), "66.5")  # committed late, older than the newest
-        same_as_database()
-        insert(T0 - timedelta(days=150), "99")  # before the memory's horizon
-        same_as_database()
-        record(figures(plan_credits_remaining=D(20)), T0 + timedelta(days=2), keep_days=1)
-        same_as_database()  # the old ones dropped
-        db.session.query(BalanceSnapshot).delete()
-        db.session.commit()
-        insert(T0 + timedelta(hours=5), "40")  # emptied and filled again by hand
-        same_as_database()

@@ -29,6 +29,7 @@ def _visit(app, sandbox) -> dict[str, str]:
         pages[f"{role}-audit"] = get("/audit")
         pages[f"{role}-alerts"] = get("/alerts")
         pages[f"{role}-users"] = get("/users")
+        pages[f"{role}-settings"] = get("/settings")
         pages[f"{role}-confirm"] = get("/billing/plans/pro")
         if role != "viewer":
             pages[f"{role}-topup-invalid"] = client.post(
@@ -47,6 +48,8 @@ def _visit(app, sandbox) -> dict[str, str]:
                 "email": "bad", "role": "viewer", "password": "x"}).get_data(as_text=True)
             pages["admin-alerts-invalid"] = client.post("/alerts", data={
                 "balance_below": "lots"}).get_data(as_text=True)
+            pages["admin-settings-invalid"] = client.post("/settings", data={
+                "zone": "Mars/Olympus"}).get_data(as_text=True)
             pages["admin-contact-sales"] = client.post("/billing/plans/max", data={
                 "nonce": "s" * 24}).get_data(as_text=True)
             sandbox.outage = True
@@ -81,6 +84,6 @@ def test_every_page_passes_the_nu_html_checker(pages, tmp_path, capsys):
     for name, html in pages.items():
         (folder / f"{name}.html").write_text(html)
         files.append(str(folder / f"{name}.html"))
-    assert len(files) == 34
+    assert len(files) == 38
     errors = Validator(errors_only=True).validate(files)
     assert errors == 0, capsys.readouterr().out

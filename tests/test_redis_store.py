@@ -7,12 +7,15 @@ import time
 from decimal import Decimal
 
 import pytest
+import redis
 
 from webapp.clock import Clock
 from webapp.gateway import BillingGateway, make_store
 from webapp.gateway.redis_store import RedisStore
 from webapp.giga import GigaClient
 from webapp.settings import ConfigError, load_settings
+
+from .support.faultserver import healthy
 
 
 def _gateway(store, server, **kw):
@@ -28,6 +31,53 @@ def _hammer(n, fn):
     for t in threads:
         t.join()
     return out
+
+
+class RoundTrips:
+    """Counts this process's round trips to Redis: each is one send on a connection (a
+    command, a script, or a pipeline of commands)."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        send = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(connection, command, check_health=True):
+            self.count += 1
+            return send(connection, command, check_health)
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+
+
+def test_a_read_costs_two_round_trips_before_the_call_and_one_after(redis_server, fault_server,
+                                                                  monkeypatch):
+    """The bookkeeping of one read -- the cache, the single-flight lock, the cool-down,
+    the breaker and the budget, the figures for /metrics, the reading stored and the lock
+    let go -- is two round trips to Redis before the upstream call and one after; a page
+    whose balance and plans are both cached is one."""
+    store = RedisStore(redis_server.url)
+    gw = _gateway(store, fault_server)
+    gw.balance_and_plans(time.monotonic() + 3)  # the connection open, the scripts loaded
+    store.heartbeat(force=True)  # not due again for a while
+    trips = RoundTrips(monkeypatch)
+    before = []
+
+    def upstream(method, path, body):
+        before.append(trips.count)
+        return healthy(method, path, body)
+    fault_server.handler = upstream
+
+    def read(fn):
+        gw.forget_billing()
+        trips.count = 0
+        before.clear()
+        fn()
+        assert before == [2] and trips.count - before[0] == 1, (before, trips.count)
+    read(lambda: gw.billing(time.monotonic() + 3))
+    read(lambda: gw.balance_and_plans(time.monotonic() + 3))  # the plans are cached
+
+    trips.count = 0
+    before.clear()
+    gw.balance_and_plans(time.monotonic() + 3)
+    assert trips.count == 1 and not before
 
 
 def test_no_31st_call_slips_through_a_race_between_processes(redis_server):

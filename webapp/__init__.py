@@ -185,6 +185,7 @@ def register_security(app):
 
 def register_blueprints(app):
     """One blueprint a page package, each beside its routes (``<package>.views.bp``)."""
+    from .account.views import bp as account_bp
     from .alerts.views import bp as alerts_bp
     from .audit.views import bp as audit_bp
     from .auth.views import bp as auth_bp
@@ -193,7 +194,8 @@ def register_blueprints(app):
     from .metrics.views import bp as metrics_bp
     from .users.views import bp as users_bp
 
-    for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp):
+    for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp,
+               account_bp):
         app.register_blueprint(bp)
 
     @app.get("/")
@@ -212,9 +214,11 @@ def register_errorhandlers(app):
 
 
 def register_template_helpers(app):
+    """The filters; every date and time a page shows is in the team's zone."""
     from .formatting import init_formatting
+    from .services.zone import display_zone
 
-    init_formatting(app)
+    init_formatting(app, zone=display_zone)
 
 
 def register_commands(app):

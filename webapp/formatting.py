@@ -1,10 +1,21 @@
-"""How figures read on a page: money as ``$1,234.50``, dates in UTC, words kept."""
+"""How figures read on a page: money as ``$1,234.50``, words kept, and every date and
+time in the zone the team chose (``services.zone``; UTC unless told), with its
+abbreviation: ``Dec 20, 2026, 07:55 PST``."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from .clock import Clock
 
 CENT = Decimal("0.01")
+UTC = ZoneInfo("UTC")
+#: a real minus sign in offsets (``UTC−08:00``), as print writes them
+MINUS = "\u2212"
+#: the time zone database's names for UTC itself
+UTC_NAMES = ("UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu",
+             "Etc/Zulu")
 
 
 def money(value) -> str:
@@ -28,10 +39,10 @@ def number(value) -> str:
     return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
 
 
-def day(value: datetime | date) -> str:
-    """``Mar 1, 2024`` (a datetime is shown as its UTC date)."""
+def day(value: datetime | date, zone: ZoneInfo = UTC) -> str:
+    """``Mar 1, 2024``: a date as it is, a datetime as its date in ``zone``."""
     if isinstance(value, datetime):
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(zone)
     return f"{value:%b} {value.day}, {value.year}"
 
 
@@ -44,11 +55,80 @@ def axis_money(value) -> str:
     return money(value)
 
 
-def time_utc(value: datetime) -> str:
-    """``14:05 UTC``."""
-    return value.astimezone(timezone.utc).strftime("%H:%M UTC")
+def offset(delta: timedelta | None) -> str:
+    """``UTC−08:00``, ``UTC+05:45``, ``UTC+00:00``."""
+    minutes = int((delta or timedelta(0)).total_seconds() // 60)
+    sign = MINUS if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def init_formatting(app):
-    app.jinja_env.filters.update(money=money, axis_money=axis_money, number=number, day=day, time_utc=time_utc)
+def abbreviation(local: datetime) -> str:
+    """The zone's own abbreviation at ``local`` (``PST``, ``CEST``, ``UTC``); where the
+    time zone database has none (it writes ``+0545``), the offset: ``UTC+05:45``."""
+    name = local.tzname() or ""
+    return name if name[:1].isalpha() else offset(local.utcoffset())
+
+
+def clock(value: datetime, zone: ZoneInfo = UTC) -> str:
+    """``14:05 PST``: the time of day in ``zone``, with its abbreviation."""
+    local = value.astimezone(zone)
+    return f"{local:%H:%M} {abbreviation(local)}"
+
+
+def moment(value: datetime, zone: ZoneInfo = UTC) -> str:
+    """``Dec 20, 2026, 07:55 PST``: an exact instant, to the minute, in ``zone``."""
+    return f"{day(value, zone)}, {clock(value, zone)}"
+
+
+def stamp(value: datetime | None, zone: ZoneInfo = UTC) -> str:
+    """``2026-12-02 08:15:03 PST``: a row's time in a table, to the second, in ``zone``."""
+    if value is None:
+        return ""
+    local = value.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M:%S} {abbreviation(local)}"
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def countdown(until: datetime, now: datetime) -> str:
+    """How long from ``now`` to ``until`` in words, to the nearest of its smallest unit:
+    ``in 18 days 2 hours``, ``in 5 hours 12 minutes``, ``in 4 minutes``; ``now`` once
+    it has come (within half a minute), ``already passed`` after."""
+    minutes = round((until - now).total_seconds() / 60)
+    if minutes < 1:
+        return "now" if minutes == 0 else "already passed"
+    if minutes >= 24 * 60 - 30:  # a day or more: to the hour (17 days 23 h 59 m is 18 days)
+        days, hours = divmod(round(minutes / 60), 24)
+        return "in " + _count(days, "day") + (f" {_count(hours, 'hour')}" if hours else "")
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return "in " + _count(hours, "hour") + (f" {_count(minutes, 'minute')}" if minutes
+                                                else "")
+    return "in " + _count(minutes, "minute")
+
+
+def zone_label(zone: ZoneInfo, at: datetime) -> str:
+    """The zone named for a page, with its offset from UTC at ``at``:
+    ``America/Los_Angeles, UTC−08:00``; UTC itself is just ``UTC``."""
+    if zone.key in UTC_NAMES:
+        return "UTC"
+    return f"{zone.key}, {offset(at.astimezone(zone).utcoffset())}"
+
+
+def init_formatting(app, zone=lambda: UTC):
+    """The filters every template uses; ``zone()`` says which time zone dates and times
+    are shown in (the app factory hands in ``services.zone.display_zone``)."""
+    app.jinja_env.filters.update(
+        money=money, axis_money=axis_money, number=number, countdown=countdown,
+        day=lambda value: day(value, zone()), clock=lambda value: clock(value, zone()),
+        moment=lambda value: moment(value, zone()), stamp=lambda value: stamp(value, zone()),
+        in_zone=lambda value: value.astimezone(zone()))
+
+    def shown_zone() -> str:
+        """The zone named as the page shows it now (``America/Los_Angeles, UTC−08:00``)."""
+        return zone_label(zone(), app.extensions.get("clock", Clock()).now())
+
+    app.jinja_env.globals["zone_label"] = shown_zone
     app.jinja_env.tests["word"] = lambda v: isinstance(v, str)

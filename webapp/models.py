@@ -1,13 +1,14 @@
 """What the dashboard stores: users, their sign-in sessions, failed sign-ins,
-the audit trail of billing actions, the balance history (and the lock its
-recordings take), and the alert rules, their states and deliveries."""
+the audit trail of billing actions, the balance history (the lock its
+recordings take, and its usage worked out per quarter hour), and the alert
+rules, their states and deliveries."""
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -24,6 +25,8 @@ PERMISSIONS = {
     "users": {"admin"},
     "alerts": {"finance", "admin"},
     "alerts_edit": {"admin"},
+    #: the account's settings page (the time zone days and times are shown in)
+    "settings": {"finance", "admin"},
 }
 
 
@@ -175,6 +178,71 @@ class HistoryLock(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: readings recorded so far (the update has to change something; this is it)
     recordings: Mapped[int] = mapped_column(default=0)
+
+
+#: money in the usage rollups is kept in millionths of a dollar, as whole numbers: a
+#: sum in the database is then exact on SQLite (whose NUMERIC is a float) too
+MICROS = 1_000_000
+
+
+class UsageQuarter(db.Model):
+    """The usage of one quarter hour (UTC) of one period, worked out once that quarter
+    hour is complete (``services.history.rollups``): what its plain intervals (those
+    ending in it that the rules tell exactly, no gap) add up to, and the balance its
+    newest reading showed. A row for every quarter hour a reading covers, so a day
+    with readings has rows even when nothing was used."""
+
+    __tablename__ = "usage_quarters"
+
+    #: whole quarter hours since 1970-01-01 00:00 UTC
+    quarter: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    usage: Mapped[int] = mapped_column(BigInteger)  # millionths of a dollar
+    top_ups: Mapped[int] = mapped_column(BigInteger)
+    #: the start of the earliest interval summed here (the forecast's pace counts from it)
+    first_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the newest reading of the period that covers the quarter hour: its total, first seen
+    closing: Mapped[int] = mapped_column(BigInteger)
+    closing_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageInterval(db.Model):
+    """An interval kept one by one, with both readings' figures, because the quarter
+    hours cannot simply add it up: a reset or a plan change (worked out again with the
+    plan list when shown), usage the readings cannot tell, a gap, or -- with no
+    reading before it (``starts_at`` NULL) -- the first reading kept."""
+
+    __tablename__ = "usage_intervals"
+    __table_args__ = (Index("ix_usage_intervals_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    before_plan: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    before_plan_credits: Mapped[Decimal | None] = mapped_column(Numeric(18, 6), nullable=True)
+    before_prepaid: Mapped[Decimal | None] = mapped_column(Numeric(18, 6), nullable=True)
+    before_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    plan: Mapped[str] = mapped_column(String(200))
+    plan_credits: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    prepaid: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    total: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: a top-up credited within the interval (the audit trail's), when there was one
+    known_top_up: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+
+
+class UsageState(db.Model):
+    """How far the usage rollups reach (one row, id 1): every quarter hour before
+    ``through`` is in ``usage_quarters`` / ``usage_intervals``; from it on, a page reads
+    the readings themselves. NULL: not built yet (the next start builds them)."""
+
+    __tablename__ = "usage_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    through: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: how many times they were rebuilt: a process drops what it kept of them when it moves
+    rebuilds: Mapped[int] = mapped_column(default=0)
 
 
 class AccountSettings(db.Model):

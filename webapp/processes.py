@@ -131,8 +131,9 @@ def forked(app):
 def prepare(app):
     """Wait for the database if it is still starting, then, one process at a time
     (``_one_at_a_time``): bring the schema up to date (Alembic migrations), make up
-    the sandbox's month of readings on its first start, and seed the demo users in
-    sandbox mode or remove them otherwise (once per app; returns it).
+    the sandbox's month of readings on its first start, seed the demo users in
+    sandbox mode or remove them otherwise, and work out the usage of the readings
+    kept when it is not yet (once per app; returns it).
 
     Raises ``ConfigError`` (under a ``flask`` command, click's one-line error) when the
     database does not answer within ``DATABASE_START_WAIT_SECONDS``, or another
@@ -142,6 +143,7 @@ def prepare(app):
         return app
     from .database import prepare as prepare_engine
     from .extensions import db
+    from .services.history.readings import catch_up_usage
     from .services.history.seed import seed_sandbox
     from .services.users import sync_demo_users
 
@@ -158,6 +160,8 @@ def prepare(app):
             if app.config.get("SANDBOX_SEED_HISTORY"):
                 seed_sandbox(app.extensions["sandbox"], app.extensions["clock"].now())
             sync_demo_users(app.config["SANDBOX_MODE"])
+            # the first start after the upgrade that brought them (one query after that)
+            catch_up_usage()
     app.extensions["prepared"] = True
     return app
 

@@ -12,6 +12,7 @@ import secrets
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 INSTANCE = Path(__file__).resolve().parent.parent / "instance"
 
@@ -76,6 +77,7 @@ DEFAULTS = {
     "SANDBOX_PORT": "0",
     "SANDBOX_STATE_PATH": None,
     "SANDBOX_DATABASE_URL": None,
+    "DISPLAY_TIMEZONE": "UTC",
 }
 
 
@@ -199,6 +201,38 @@ def _redis_url(raw) -> str | None:
     return url
 
 
+#: names the time zone database holds that are no place's time: the host's own zone
+#: (whatever the server happens to be set to) and the database's placeholder
+NOT_A_PLACE = ("localtime", "Factory", "posixrules")
+#: the longest zone name kept (the ``account_settings`` column); IANA's longest is 32
+ZONE_NAME_MAX = 64
+
+
+def zone_problem(name: str) -> str | None:
+    """Why ``name`` is not an IANA time zone this dashboard can show days in, or ``None``
+    when it is (``America/Los_Angeles``, ``Asia/Kathmandu``, ``UTC``: exact spelling)."""
+    if not name or len(name) > ZONE_NAME_MAX or not name.isascii() or not name.isprintable() \
+            or name in NOT_A_PLACE:
+        return "it is not a time zone name"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # ValueError: a path (``../x``, ``/etc/x``); OSError: a name the file system refuses
+        return "no time zone has that name (names are spelled like America/Los_Angeles)"
+    return None
+
+
+def _display_timezone(raw) -> str:
+    """``DISPLAY_TIMEZONE``: the IANA zone days and times are shown in until the settings
+    page chooses another; set but empty counts as unset (UTC). Raises ``ConfigError``."""
+    name = str(raw).strip() or "UTC"
+    if problem := zone_problem(name):
+        raise ConfigError(f"DISPLAY_TIMEZONE must be an IANA time zone name like "
+                          f"America/Los_Angeles, Europe/Berlin or UTC, got {name[:80]!r}: "
+                          f"{problem}.")
+    return name
+
+
 #: where plain http (a webhook) or plain SMTP may go: this machine only
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -282,6 +316,7 @@ def load_settings(environ=None, overrides=None) -> dict:
         _database_url(raw["SANDBOX_DATABASE_URL"] or f"sqlite:///{instance / 'sandbox.db'}",
                       instance)
         if cfg["SANDBOX_MODE"] else _database_url(raw["DATABASE_URL"], instance))
+    cfg["DISPLAY_TIMEZONE"] = _display_timezone(raw["DISPLAY_TIMEZONE"])
     cfg["SALES_URL"] = str(raw["SALES_URL"]).strip()
     if urlsplit(cfg["SALES_URL"]).scheme not in ("http", "https"):
         raise ConfigError("SALES_URL must be an http(s) address, like "

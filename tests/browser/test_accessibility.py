@@ -24,7 +24,7 @@ def _pages(live, role):
     pages = [("dashboard", "/billing"), ("not found", "/nope")]
     if role in ("finance", "admin"):
         pages += [("audit trail", "/audit"), ("alerts", "/alerts"),
-                  ("usage, 90 days", "/billing?range=90")]
+                  ("usage, 90 days", "/billing?range=90"), ("settings", "/settings")]
     if role == "admin":
         pages += [("confirmation", "/billing/plans/pro"), ("users", "/users"),
                   ("contact sales", "/billing/plans/max")]
@@ -67,7 +67,7 @@ def test_no_violations_on_checkout_error_and_degraded_pages(new_page, live):
 
 @pytest.mark.parametrize("role,paths", [
     ("admin", ["/billing", "/billing/plans/pro", "/audit", "/users", "/nope", "/alerts",
-               "/billing?range=90"]),
+               "/billing?range=90", "/settings"]),
     ("viewer", ["/billing"])])
 def test_fits_a_375px_phone_without_horizontal_scroll(new_page, live, role, paths):
     page = new_page(viewport={"width": 375, "height": 812}, is_mobile=True)

@@ -35,8 +35,8 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET form that changes nothing
 
-    start = DayField("From (UTC date)", validators=[Optional(), _sane], name="from")
-    end = DayField("To (UTC date)", validators=[Optional(), _sane], name="to")
+    start = DayField("From (date)", validators=[Optional(), _sane], name="from")
+    end = DayField("To (date)", validators=[Optional(), _sane], name="to")
     action = SelectField("Action", choices=[SelectChoice("", "All actions")] +
                          [SelectChoice(a, a.capitalize()) for a in ACTIONS],
                          validators=[Optional()])

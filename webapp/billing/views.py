@@ -12,6 +12,7 @@ from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
 from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
+from ..services.zone import display_zone
 from ..services.amount import range_text
 from .forms import ChangePlanForm, TopUpForm
 
@@ -45,7 +46,8 @@ def render_dashboard(form=None, *, status=200, back=None):
         return render_upstream_error(exc)
     notice = checkouts.notice(back, overview.fetched_at) if back else None
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
-                           overview.now, overview.known_plans, read_at=overview.fetched_at)
+                           overview.now, overview.known_plans, read_at=overview.fetched_at,
+                           zone=display_zone())
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)

@@ -1,5 +1,6 @@
 """``flask billing poll``: read the balance on a schedule, so the history does not
-depend on someone opening the page."""
+depend on someone opening the page; ``flask billing rebuild-usage``: work its usage
+out again from the readings (after a restore or an import of readings)."""
 from __future__ import annotations
 
 import signal
@@ -21,8 +22,26 @@ from ..errors import describe_upstream
 from ..extensions import db
 from ..giga import GigaError
 from ..services.account import deadline, gateway
+from ..services.history.readings import rebuild_usage
 
 billing_cli = PreparedGroup("billing", help="The balance history.")
+
+
+@billing_cli.command("rebuild-usage")
+def rebuild_usage_command():
+    """Work the usage of every quarter hour out again from the readings kept (after a
+    restore or an import of readings)."""
+    started = app_clock().monotonic()
+    try:
+        quarters = rebuild_usage()
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise click.ClickException(
+            f"The usage could not be rebuilt ({str(exc).splitlines()[0][:200]}); what was "
+            "kept before stands. Try again in a moment.") from None
+    click.echo(f"Usage rebuilt from the readings: {quarters:,} quarter hours kept "
+               f"({app_clock().monotonic() - started:.1f} s).")
 
 
 def _poll_once():

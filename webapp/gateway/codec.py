@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from ..giga import GigaError
@@ -72,11 +72,22 @@ def _as_numbers(doc):
     return out
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def milliseconds(when: datetime) -> int:
+    """``when`` (aware) as whole milliseconds since the epoch: the stamp a stored reading
+    begins with, and what a reading's age is told by wherever it is compared."""
+    return (when - EPOCH) // timedelta(milliseconds=1)
+
+
 def dumps(name: str, reading: Reading) -> str:
     """The JSON text for a fresh ``reading`` of ``name`` ("billing" or "plans"), money
-    as strings."""
+    as strings. It begins with the stamp the store tells a fresh value by
+    (``store.STAMP``: ``{"at":<milliseconds>``), so Redis can tell it too."""
     key, document, _ = CODECS[name]
-    return json.dumps({"fetchedAt": reading.fetched_at.isoformat(),
+    return json.dumps({"at": milliseconds(reading.fetched_at),
+                       "fetchedAt": reading.fetched_at.isoformat(),
                        "value": _as_strings(document(reading.value)[key])},
                       separators=(",", ":"))
 

@@ -3,7 +3,9 @@ every process and host that uses the same ``REDIS_URL``.
 
 Each method does its work in one Redis command or one Lua script, so two
 processes can never interleave a read and a write (no 31st call slips
-through, no breaker failure is lost). Windows use Redis's own clock
+through, no breaker failure is lost), and each is one round trip: the
+gateway's bookkeeping for an upstream read is ``look``, ``admit`` and
+``settle``, three round trips in all. Windows use Redis's own clock
 (``TIME``) and lifetimes use key expiry, so no host's clock is trusted.
 
 Redis trouble is a fault like any other: when Redis cannot be reached in
@@ -28,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..clock import Clock
-from .store import MemoryStore
+from .store import COUNTER_TTL, Flight, Guard, MemoryStore, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,105 @@ end
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], window)
 return {1, 0}
+"""
+
+# the counters a script adds to (``bump``) live COUNTER_TTL from their first count
+_BUMP = """
+local function bump(key, ttl)
+  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ttl) end
+end
+"""
+
+# the stamp a value begins with, as ``store.STAMP`` reads it
+_STAMPED_AFTER = """
+local function stamped_after(text, moment)
+  local at = text and string.match(text, '^{"at":(%d+)[,}]')
+  return at ~= nil and at ~= false and moment ~= '' and tonumber(at) > tonumber(moment)
+end
+"""
+
+# KEYS: the values, then the counter when ARGV[1] is '1'; ARGV[2..]: the moment each
+# value must be stamped after for the counter to count ('' for none), then its lifetime
+_LOOK = _BUMP + _STAMPED_AFTER + """
+local counting = ARGV[1] == '1'
+local n = #KEYS - (counting and 1 or 0)
+local out, fresh = {}, counting
+for i = 1, n do
+  local text = redis.call('GET', KEYS[i])
+  out[2 * i - 1] = text
+  out[2 * i] = text and redis.call('PTTL', KEYS[i]) or -2
+  if not stamped_after(text, ARGV[i + 1]) then fresh = false end
+end
+if fresh then bump(KEYS[n + 1], ARGV[n + 2]) end
+return out
+"""
+
+# KEYS: cooldown, breaker_open, failures, probe, budget, declined (the guard), the lock
+# ('' for none), the flight's value ('' for none), then the counters to add to.
+# ARGV: limit, window ms, a unique member, threshold, probe ms, mode ('claim' the lock,
+# 'hold' it already, or ''), the lock's ms, the moment to be stamped after ('' for
+# none), the counters' ms. Returns {kind, wait ms, text} as ``store.Verdict``.
+_ADMIT = _BUMP + _STAMPED_AFTER + """
+for i = 9, #KEYS do bump(KEYS[i], ARGV[9]) end
+local lock = KEYS[7]
+if ARGV[6] == 'claim' then
+  local text = redis.call('GET', KEYS[8])
+  if stamped_after(text, ARGV[8]) then return {'fresh', 0, text} end
+  if not redis.call('SET', lock, '1', 'PX', ARGV[7], 'NX') then return {'busy', 0} end
+end
+local function refuse(kind, wait, text)
+  if ARGV[6] ~= '' then redis.call('DEL', lock) end
+  bump(KEYS[6], ARGV[9])
+  return {kind, wait, text}
+end
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then return refuse('cooling', left, redis.call('GET', KEYS[1])) end
+left = redis.call('PTTL', KEYS[2])
+if left > 0 then return refuse('open', left) end
+local probing = (tonumber(redis.call('GET', KEYS[3])) or 0) >= tonumber(ARGV[4])
+if probing and not redis.call('SET', KEYS[4], '1', 'PX', ARGV[5], 'NX') then
+  return refuse('probing', math.floor(tonumber(ARGV[5]) / 10))
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[5])
+if n >= limit then
+  if probing then redis.call('DEL', KEYS[4]) end
+  local wait = window
+  if limit > 0 then
+    local edge = redis.call('ZRANGE', KEYS[5], n - limit, n - limit, 'WITHSCORES')
+    wait = tonumber(edge[2]) + window - now
+  end
+  return refuse('spent', wait)
+end
+redis.call('ZADD', KEYS[5], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[5], window)
+return {'go', 0}
+"""
+
+# KEYS: failures, breaker_open, probe, cooldown (the guard), the key to put ('' for
+# none), then the keys to drop and the counters to add to. ARGV: outcome ('ok',
+# 'failed' or ''), threshold, failures ms, breaker ms, the text to put and its ms, the
+# cool-down's request ID and ms ('' for none), how many keys to drop, the counters' ms.
+_SETTLE = _BUMP + """
+if ARGV[1] == 'ok' then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+elseif ARGV[1] == 'failed' then
+  local n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+  if n >= tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+    redis.call('DEL', KEYS[3])
+  end
+end
+if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[6]) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8]) end
+local drops = tonumber(ARGV[9])
+for i = 6, 5 + drops do redis.call('DEL', KEYS[i]) end
+for i = 6 + drops, #KEYS do bump(KEYS[i], ARGV[10]) end
+return 1
 """
 
 _INCR = """
@@ -145,6 +246,9 @@ class RedisStore:
         self._incr = self._redis.register_script(_INCR)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
         self._count = self._redis.register_script(_COUNT)
+        self._look = self._redis.register_script(_LOOK)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._settle = self._redis.register_script(_SETTLE)
 
     def __repr__(self):  # the URL may carry a password
         return "RedisStore()"
@@ -268,3 +372,62 @@ class RedisStore:
         """Events counted by ``take`` in the last ``window`` seconds (by Redis's clock)."""
         return self._run(lambda: int(self._count(keys=[key], args=[int(window * 1000)])),
                          lambda: self._local.count(key, window))
+
+    # -- the gateway's bookkeeping, one script each ---------------------------------------
+
+    def look(self, keys: list[str], *, fresh_after: list[int | None] | None = None,
+             count: str | None = None) -> list[str | None]:
+        """``MemoryStore.look`` in one round trip; each found value is mirrored locally."""
+        def remote():
+            moments = ["" if m is None else m for m in (fresh_after or [None] * len(keys))]
+            answers = self._look(keys=[*keys, *([count] if count else [])],
+                                 args=["1" if count else "0", *moments, _ms(COUNTER_TTL)])
+            values = [_text(raw) for raw in answers[0::2]]
+            for key, value, ttl in zip(keys, values, answers[1::2]):
+                if value is not None:
+                    self._local.set(key, value, ttl / 1000 if ttl and ttl > 0 else None)
+            return values
+        return self._run(remote, lambda: self._local.look(keys, fresh_after=fresh_after,
+                                                          count=count))
+
+    def admit(self, guard: Guard, limit: int, *, flight: Flight | None = None,
+              holding: str | None = None, counts=()) -> Verdict:
+        """``MemoryStore.admit`` in one round trip; while Redis is away, this process
+        may take only its share of ``limit``."""
+        def remote():
+            mode = "claim" if flight else "hold" if holding else ""
+            kind, wait, *text = self._admit(
+                keys=[guard.cooldown, guard.breaker_open, guard.failures, guard.probe,
+                      guard.budget, guard.declined, flight.lock if flight else holding or "",
+                      flight.key if flight else "", *counts],
+                args=[limit, _ms(guard.window), secrets.token_hex(8), guard.threshold,
+                      _ms(guard.breaker_cooldown), mode, _ms(flight.hold) if flight else 0,
+                      "" if flight is None or flight.fresh_after is None
+                      else flight.fresh_after, _ms(COUNTER_TTL)])
+            return Verdict(kind.decode(), max(0.0, int(wait) / 1000),
+                           _text(text[0]) if text else None)
+        share = max(1, limit // self.processes)
+        return self._run(remote, lambda: self._local.admit(guard, share, flight=flight,
+                                                           holding=holding, counts=counts))
+
+    def settle(self, guard: Guard, *, outcome: str | None = None, counts=(),
+               put: tuple[str, str, float] | None = None,
+               cooldown: tuple[str, float] | None = None, drop=()) -> None:
+        """``MemoryStore.settle`` in one round trip; what it stores and drops is mirrored
+        locally (the last figures and a cool-down survive an outage), the rest is done
+        locally only while Redis is away."""
+        self._local.settle(guard, put=put, cooldown=cooldown, drop=drop)
+        key, text, ttl = put or ("", "", 0)
+        request_id, pause = cooldown or ("", None)
+        self._run(lambda: self._settle(
+            keys=[guard.failures, guard.breaker_open, guard.probe, guard.cooldown, key,
+                  *drop, *counts],
+            args=[outcome or "", guard.threshold, _ms(guard.failures_ttl),
+                  _ms(guard.breaker_cooldown), text, _ms(ttl), request_id,
+                  "" if pause is None else _ms(pause), len(drop), _ms(COUNTER_TTL)]),
+            lambda: self._local.settle(guard, outcome=outcome, counts=counts))
+
+
+def _ms(seconds: float) -> int:
+    """Seconds as Redis's whole milliseconds (at least one)."""
+    return max(1, int(seconds * 1000))

@@ -12,6 +12,7 @@ from ..clock import app_clock
 from ..gateway import BillingGateway
 from ..giga import Billing, GigaError, Plan
 from .forecast import Forecast, account_forecast
+from .zone import display_zone
 
 
 def gateway() -> BillingGateway:
@@ -47,7 +48,7 @@ class Overview:
     def forecast(self) -> Forecast | None:
         """The forecast the alerts say too; ``None`` without the plan list."""
         return account_forecast(self.billing, self.known_plans, self.now,
-                                read_at=self.fetched_at)
+                                read_at=self.fetched_at, zone=display_zone())
 
     @property
     def stale(self) -> bool:

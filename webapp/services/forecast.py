@@ -26,9 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from ..giga import Billing, Plan
 
+UTC = ZoneInfo("UTC")
 #: below this much of the period there is too little history for a pace
 MIN_ELAPSED = timedelta(hours=6)
 SECONDS_PER_DAY = Decimal(86400)
@@ -176,15 +178,15 @@ def forecast(billing: Billing, plan: Plan | None, now: datetime, *, observed=Non
 
 
 def account_forecast(billing: Billing, plans, now: datetime, *,
-                     read_at: datetime) -> Forecast | None:
+                     read_at: datetime, zone: ZoneInfo = UTC) -> Forecast | None:
     """The forecast the page and the alerts share, from ``billing`` read at ``read_at``:
     ``plans`` is the plan list (``None`` when it could not be read, and then there is
-    no forecast)."""
-    from .history.report import DEFAULT_RANGE, page_history
+    no forecast); the pace's week is the last 7 days of ``zone``. Raises
+    ``SQLAlchemyError``."""
+    from .history.report import figures
 
     if plans is None:
         return None
     plan = next((p for p in plans if p.id == billing.plan), None)
-    history = page_history(DEFAULT_RANGE, billing, now, plans, read_at=read_at)
-    return forecast(billing, plan, now, observed=history.pace,
-                    this_period=history.period)
+    pace, this_period = figures(billing, now, plans, read_at=read_at, zone=zone)
+    return forecast(billing, plan, now, observed=pace, this_period=this_period)

@@ -4,7 +4,7 @@ Each limit is a number of things one signed-in user may do a minute: start
 or be refused checkouts by the rules (``ACTIONS_PER_MINUTE``), send a form the
 field checks refuse (``TYPOS_PER_MINUTE``: typos, apart, so they never use up
 the checkouts),
-download CSVs (10), send a test alert (1). The window is ``store.take`` -- one Lua script on Redis's own
+download CSVs (10), send a test alert (1), save the settings page (10). The window is ``store.take`` -- one Lua script on Redis's own
 clock with ``REDIS_URL`` (so every process and host shares it), with this
 process's fallback share while Redis is away -- which is why no rate-limit
 library is used: its storage would be a second connection with other
@@ -19,7 +19,8 @@ from flask_login import current_user
 from ..errors import render_error
 
 #: the limits, by name: how many a minute (a number, or the setting that says)
-PER_MINUTE = {"actions": "ACTIONS_PER_MINUTE", "typos": "TYPOS_PER_MINUTE", "exports": 10, "alert-test": 1}
+PER_MINUTE = {"actions": "ACTIONS_PER_MINUTE", "typos": "TYPOS_PER_MINUTE", "exports": 10, "alert-test": 1,
+              "settings": 10}
 
 
 def take(name: str) -> tuple[bool, float]:

@@ -21,6 +21,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..background import worker
+from ..zone import display_zone
 from ...database import mark_busy, missing_schema, say_schema_missing, unavailable
 from ...extensions import db
 from ...formatting import day, money
@@ -86,7 +87,7 @@ def _rule_inputs(app, billing: Billing, read_at: datetime):
     plan = next((p for p in plans or [] if p.id == billing.plan), None)
     monthly = plan.monthly_credits if plan is not None else None
     rules = settings()
-    outlook = account_forecast(billing, plans, read_at, read_at=read_at)
+    outlook = account_forecast(billing, plans, read_at, read_at=read_at, zone=display_zone())
     return plans, monthly, rules, outlook
 
 
@@ -196,11 +197,11 @@ def _runs_out_seen(outlook, days, forecast_known, crossed, fired) -> str:
     passed = _crossing(crossed, "runs out soon")
     runs_out = outlook.balance_runs_out if outlook is not None else None
     if passed is not None:
-        return (f"the forecast says the balance runs out around {day(runs_out)}, within the "
+        return (f"the forecast says the balance runs out around {day(runs_out, display_zone())}, within the "
                 f"{days}-day alert, which {_fired_or_due(passed, fired)}")
     if runs_out is None:
         return f"the forecast sees no run-out within the {days} days the alert looks ahead"
-    return f"the forecast's run-out, around {day(runs_out)}, is beyond the {days}-day alert"
+    return f"the forecast's run-out, around {day(runs_out, display_zone())}, is beyond the {days}-day alert"
 
 
 def send_test(app, now: datetime, user_id: int, who: str) -> Alert:

@@ -27,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ...database import UNAVAILABLE, mark_busy
 from ...extensions import db
-from ...formatting import day, money
+from ...formatting import day, moment, money
 from ...giga import Billing
 from ...models import Alert, AlertDelivery, AlertSettings, AlertState, User
+from ..zone import display_zone
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ def describe(rules: AlertSettings) -> str:
     return "; ".join(parts)
 
 
+def _day(value) -> str:
+    """A date as the team reads it: in the zone its days and times are shown in."""
+    return day(value, display_zone())
+
+
 def _figures(billing: Billing, **more) -> dict:
     return {"plan": billing.plan, "planCreditsRemaining": str(billing.plan_credits_remaining),
             "prepaidBalance": str(billing.prepaid_balance),
@@ -110,16 +116,16 @@ def outlook_sentence(outlook) -> str:
         if outlook.never_runs_out:
             return (f"{at_pace} the balance does not run out: a period uses about "
                     f"{money(outlook.use_per_period)} of its {money(outlook.allowance)} plan "
-                    f"credits, which come back on {day(outlook.period_end)}.")
+                    f"credits, which come back on {_day(outlook.period_end)}.")
         return f"{at_pace} the balance lasts more than ten years."
-    pace = f"{at_pace} the balance runs out around {day(outlook.balance_runs_out)}"
+    pace = f"{at_pace} the balance runs out around {_day(outlook.balance_runs_out)}"
     past = outlook.days_past_period_end
     if past > 0:
         return f"{pace}, {past} day{'s' if past != 1 else ''} after the period ends " \
-               f"{day(outlook.period_end)}."
+               f"{_day(outlook.period_end)}."
     if past < 0:
         return f"{pace}, {-past} day{'s' if past != -1 else ''} before the period ends " \
-               f"{day(outlook.period_end)}."
+               f"{_day(outlook.period_end)}."
     return f"{pace}, the day the period ends."
 
 
@@ -136,7 +142,8 @@ def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime
     true, false = [], []
     summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
                f"{money(billing.prepaid_balance)}, total {money(billing.total_balance)}; the "
-               f"period ends {day(billing.period_end)}.") + outlook_sentence(outlook)
+               f"period ends {moment(billing.period_end, display_zone())}."
+               ) + outlook_sentence(outlook)
     if isinstance(monthly, Decimal) and monthly > 0:
         used = (monthly - billing.plan_credits_remaining) / monthly * 100
         for threshold in PLAN_THRESHOLDS:
@@ -168,7 +175,7 @@ def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime
             true.append(Crossing(
                 "runs out soon", key,
                 f"Balance runs out within {rules.runs_out_within_days} days",
-                f"The forecast says the balance runs out around {day(runs_out_at)}, in "
+                f"The forecast says the balance runs out around {_day(runs_out_at)}, in "
                 f"{within} day{'s' if within != 1 else ''}: within the alert's "
                 f"{rules.runs_out_within_days} days. {summary}",
                 _figures(billing, threshold=rules.runs_out_within_days,

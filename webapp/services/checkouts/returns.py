@@ -12,8 +12,9 @@ from flask import current_app, session
 from flask_login import current_user
 
 from ...clock import app_clock
-from ...formatting import time_utc
+from ...formatting import clock
 from ..arrivals import settle
+from ..zone import display_zone
 from .reconcile import checkout_seen, mark_cancelled
 from .start import RETURNING_FROM
 from .statuses import CREDITED, PLAN_CHANGED
@@ -68,4 +69,4 @@ def notice(back: Return, read_at: datetime) -> tuple[str, str]:
             kind, text = NOTICES["seen"]
             return kind, text.format(What=back.what[0].upper() + back.what[1:], done=DONE[seen])
     kind, text = NOTICES[back.outcome]
-    return kind, text.format(what=back.what, read=time_utc(read_at))
+    return kind, text.format(what=back.what, read=clock(read_at, display_zone()))

@@ -15,6 +15,10 @@ credits one top-up, whatever the timing.
 A page is answered before its reading is recorded (``services.arrivals``),
 so what it draws from the history is the history *with* its reading:
 ``with_reading`` makes of the snapshots what ``record`` will make of the rows.
+
+Each recording also works out, in its own transaction and under the same lock,
+the usage of every quarter hour its reading has closed (``rollups.advance``);
+``rebuild_usage`` works all of it out again (``flask billing rebuild-usage``).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..checkouts.reconcile import reconcile
@@ -31,6 +35,8 @@ from ...database import mark_busy, missing_schema, say_schema_missing, unavailab
 from ...extensions import db
 from ...giga import Billing
 from ...models import HISTORY, BalanceSnapshot, HistoryLock
+from . import rollups
+from .rollups import rows_seen
 from .usage import Snapshot
 
 log = logging.getLogger(__name__)
@@ -126,6 +132,7 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
             db.session.execute(update(BalanceSnapshot).where(
                 BalanceSnapshot.id == last.id, BalanceSnapshot.last_seen_at < seen_at)
                 .values(last_seen_at=seen_at))
+            rollups.advance(max(last.last_seen_at, seen_at))
             db.session.commit()
             return last
         if effect == LATE:
@@ -139,8 +146,11 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
         db.session.add(row)
         if last is not None:
             reconcile(last, row)
-        db.session.execute(delete(BalanceSnapshot).where(
-            BalanceSnapshot.last_seen_at < seen_at - timedelta(days=keep_days)))
+        if db.session.execute(delete(BalanceSnapshot).where(
+                BalanceSnapshot.last_seen_at < seen_at - timedelta(days=keep_days))).rowcount:
+            rollups.forget_before(db.session.scalar(
+                select(func.min(BalanceSnapshot.first_seen_at))))
+        rollups.advance(seen_at)
         db.session.commit()
         return row
     except SQLAlchemyError as exc:
@@ -152,27 +162,6 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
         else:
             log.exception("could not record a balance reading")
         return None
-
-
-COLUMNS = (BalanceSnapshot.first_seen_at, BalanceSnapshot.last_seen_at, BalanceSnapshot.plan,
-            BalanceSnapshot.plan_credits_remaining, BalanceSnapshot.prepaid_balance,
-            BalanceSnapshot.total_balance, BalanceSnapshot.period_start,
-            BalanceSnapshot.period_end)
-
-
-def rows_seen(since: datetime, until: datetime | None = None, *, in_force=True):
-    """Rows ``(id, *COLUMNS)`` first seen in ``[since, until)`` (``None``: no end),
-    oldest first, led by the one in force at ``since`` when ``in_force``."""
-    columns = (BalanceSnapshot.id, *COLUMNS)
-    before = db.session.execute(select(*columns).where(BalanceSnapshot.first_seen_at < since)
-                                .order_by(BalanceSnapshot.first_seen_at.desc(),
-                                          BalanceSnapshot.id.desc()).limit(1)).all() \
-        if in_force else []
-    seen = select(*columns).where(BalanceSnapshot.first_seen_at >= since)
-    if until is not None:
-        seen = seen.where(BalanceSnapshot.first_seen_at < until)
-    return before + db.session.execute(
-        seen.order_by(BalanceSnapshot.first_seen_at, BalanceSnapshot.id)).all()
 
 
 def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
@@ -197,3 +186,25 @@ def all_snapshot_rows():
     """Every snapshot, oldest first, one at a time (for the CSV export)."""
     return db.session.scalars(select(BalanceSnapshot).order_by(
         BalanceSnapshot.first_seen_at, BalanceSnapshot.id).execution_options(yield_per=500))
+
+
+def rebuild_usage() -> int:
+    """Work the usage of every quarter hour out again from the readings (after a restore
+    or an import of readings), holding the history's lock so no recording lands
+    meanwhile; the caller commits. Returns how many quarter hours are kept. Raises
+    ``SQLAlchemyError``."""
+    claim_history()
+    newest = latest()
+    return rollups.rebuild(newest.last_seen_at if newest is not None else None)
+
+
+def catch_up_usage() -> bool:
+    """Build the usage rollups when they are not (the first start after the upgrade that
+    brought them, or the state row removed by hand): ``rebuild_usage``, committed.
+    Returns whether it did; otherwise it costs one query. Raises ``SQLAlchemyError``."""
+    there, reached = rollups.through()
+    if there and reached is not None:
+        return False
+    rebuild_usage()
+    db.session.commit()
+    return True

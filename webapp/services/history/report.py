@@ -1,27 +1,41 @@
-"""The usage chart and its table: days of usage for a chosen range, with the
-geometry of a server-rendered SVG (Decimal all the way: pixels are worked
-out from money without passing through float)."""
+"""The usage chart and its table: days of usage for a chosen range, in the team's time
+zone, with the geometry of a server-rendered SVG (Decimal all the way: pixels are
+worked out from money without passing through float).
+
+Days are built from the usage worked out per quarter hour (``rollups``): the kept
+quarter hours of the page's days in one grouped query, the intervals kept one by one
+in a second, and the quarter hour not over yet from the readings themselves, with
+the page's own reading in it. The history stays in UTC; a day is bucketed when it is
+read, so another zone re-buckets the past and a range's total stays the same.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
+from zoneinfo import ZoneInfo
 
+from flask import current_app, g, has_request_context
+
+from ...formatting import clock, moment, zone_label
 from ...giga import Billing
-from ..checkouts.reconcile import credited_top_ups
-from . import kept
 from . import readings as service
-from .kept import Recorded
-from .usage import ZERO, Day, Interval, Pace, daily, intervals, opening, recent_pace
+from .rollups import (Apart, Grid, Part, Tail, day_sums, days_from, kept_apart,
+                      lazy_top_ups, quarter_of, quarter_start, tail, worked_out)
+from .usage import (UTC, ZERO, Day, Interval, Pace, Snapshot, day_start, local_day, opening,
+                    pace_over, weekly)
 
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
-          "30": "Last 30 days", "90": "Last 90 days"}
+          "30": "Last 30 days", "90": "Last 90 days", "365": "Last 12 months"}
 DEFAULT_RANGE = "period"
 #: the range whose usage the forecast's pace is: one stretch, one figure, one label
 PACE_RANGE = "7"
-#: no chart is longer than this, however long a period the API reports
+#: the year: drawn a week a bar, since a day's bar would be thinner than a pixel on a
+#: phone (365 bars in the chart's 576 units, drawn about 330 px wide)
+YEAR = "365"
+#: no other chart is longer than this, however long a period the API reports
 MAX_DAYS = 92
-#: how far before a range a credited top-up may be matched to its first interval
+#: how far before the history's tail a credited top-up may be matched to an interval
 SPAN = timedelta(days=400)
 
 #: the SVG's coordinate box; CSS scales it to the width of the card
@@ -47,6 +61,8 @@ class UsageReport:
     last: date
     days: list[Day]
     gaps: list[Interval] = field(default_factory=list)
+    #: what the chart and the table show a row each: the days, or for the year its weeks
+    buckets: list[Day] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)
     gap_marks: list[Bar] = field(default_factory=list)
     y_max: Decimal = Decimal(1)
@@ -57,6 +73,13 @@ class UsageReport:
     whole: bool | None = None
     #: for a period's range: the plan changed during it (its credits granted again)
     plan_changed: bool = False
+    #: the zone the days are the days of, named as the page shows it
+    zone: ZoneInfo = UTC
+    zone_name: str = "UTC"
+
+    @property
+    def weekly(self) -> bool:
+        return self.buckets is not self.days
 
     @property
     def days_total(self) -> Decimal:
@@ -104,25 +127,33 @@ class UsageReport:
         return {"left": LEFT, "right": WIDTH - RIGHT, "top": TOP, "bottom": HEIGHT - BOTTOM,
                 "width": WIDTH, "height": HEIGHT}
 
+    def clock(self, when: datetime) -> str:
+        """``14:05 PST``: a time of day in the report's zone."""
+        return clock(when, self.zone)
 
-def _start_of(d: date) -> datetime:
-    return datetime.combine(d, time.min, timezone.utc)
+    def moment(self, when: datetime) -> str:
+        """``Dec 3, 2026, 14:05 PST``: an instant in the report's zone."""
+        return moment(when, self.zone)
 
 
-def range_days(key: str, billing: Billing, now: datetime) -> tuple[date, date]:
-    """The first and last day of range ``key`` (see ``RANGES``), at most ``MAX_DAYS`` long
-    whatever odd period the API reports."""
-    today = now.date()
+def range_days(key: str, billing: Billing, now: datetime, *,
+               zone: ZoneInfo = UTC) -> tuple[date, date]:
+    """The first and last day of range ``key`` (see ``RANGES``) in ``zone``, "today"
+    being today there; at most ``MAX_DAYS`` long whatever odd period the API reports
+    (the year, 365 days)."""
+    today = local_day(now, zone)
     if key == "last-period":
         length = billing.period_end - billing.period_start
-        first, last = (billing.period_start - length).date(), \
-            (billing.period_start - timedelta(seconds=1)).date()
-    elif key in ("7", "30", "90"):
+        first = local_day(billing.period_start - length, zone)
+        last = local_day(billing.period_start - timedelta(seconds=1), zone)
+    elif key in ("7", "30", "90", YEAR):
         first, last = today - timedelta(days=int(key) - 1), today
     else:
-        first = billing.period_start.date()
-        last = min(today, (billing.period_end - timedelta(seconds=1)).date())
+        first = local_day(billing.period_start, zone)
+        last = min(today, local_day(billing.period_end - timedelta(seconds=1), zone))
     last = max(first, last)
+    if key == YEAR:
+        return first, last
     return max(first, last - timedelta(days=MAX_DAYS - 1)), last
 
 
@@ -143,14 +174,15 @@ def _q(value: Decimal) -> Decimal:
 
 
 def _layout(report: UsageReport) -> None:
-    n = len(report.days)
+    rows = report.buckets
+    n = len(rows)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top_usage = max((d.usage for d in report.days if d.usage is not None), default=ZERO)
+    top_usage = max((d.usage for d in rows if d.usage is not None), default=ZERO)
     report.y_max = _nice_ceiling(top_usage)
     slot = plot_w / n
     width = max(Decimal(1), slot * Decimal("0.72"))
     base = HEIGHT - BOTTOM
-    for i, day in enumerate(report.days):
+    for i, day in enumerate(rows):
         x = LEFT + slot * i + (slot - width) / 2
         if day.usage is None:
             report.gap_marks.append(Bar(_q(x), base - 3, _q(width), Decimal(3), day))
@@ -160,8 +192,7 @@ def _layout(report: UsageReport) -> None:
     report.ticks = [(_q(base - plot_h * f), report.y_max * f)
                     for f in (Decimal(0), Decimal("0.5"), Decimal(1))]
     every = max(1, -(-n // 6))
-    report.x_labels = [(_q(LEFT + slot * i + slot / 2), report.days[i].day)
-                       for i in range(0, n, every)]
+    report.x_labels = [(_q(LEFT + slot * i + slot / 2), rows[i].day) for i in range(0, n, every)]
 
 
 class PlanBook:
@@ -189,64 +220,188 @@ def _period_of(key: str, billing: Billing) -> tuple[datetime, datetime] | None:
     return None
 
 
-def _history(recorded: Recorded, since: datetime, until: datetime, now: datetime,
-             billing: Billing, read_at: datetime):
-    """The snapshots seen in ``[since, until)``, with the reading of ``billing`` at
-    ``read_at`` in them as recording it will put it (when the range reaches now)."""
-    snaps = recorded.between(since, min(until, now + timedelta(seconds=1)))
-    return service.with_reading(snaps, billing, read_at) if until > now else snaps
+# -- the history as one page draws it ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Drawn:
+    """The history over whole days of a zone, as ranges are built from it: each day's
+    sums of each period (the kept quarter hours' and the tail's), the intervals kept
+    apart (worked out with the plan list), oldest first, and the first reading kept
+    (when it is in these days)."""
+
+    parts: dict[tuple[date, datetime], Part]
+    spans: list[Interval]
+    firsts: list[Snapshot]
 
 
-def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook, *,
-                 read_at: datetime, recorded: Recorded | None = None) -> UsageReport:
-    """Usage a day over range ``key`` from the history (``recorded``, else as the
-    database has it now) with the reading of ``billing`` at ``read_at`` in it (an
-    unknown key falls back to the current period). A period's range holds that
-    period's usage only, its first and last days cut at its start and end
-    (``usage.daily``)."""
-    recorded = recorded or kept.recorded(now)
-    if key not in RANGES:
-        key = DEFAULT_RANGE
-    first, last = range_days(key, billing, now)
+#: what each process keeps of the history, each a few entries (memory stays bounded):
+#: the kept quarter hours' day sums while no quarter hour is added, and the reports
+#: and figures worked out from them while no reading arrives and the minute lasts
+KEPT = {"history_sums": 16, "history_charts": 12, "history_figures": 12}
+
+
+def _kept(name: str, key, make):
+    """``make()``, kept in this process under ``key`` (a few of each ``name``)."""
+    cache = current_app.extensions.setdefault(name, {})
+    found = cache.get(key)
+    if found is None:
+        found = make()
+        if len(cache) >= KEPT[name]:
+            cache.clear()
+        cache[key] = found
+    return found
+
+
+class Look:
+    """The history looked up once for a page (or an alert check): the rollups' reach and
+    the readings since (one query), with the reading of ``billing`` at ``read_at`` in
+    them as recording it will put it. Raises ``SQLAlchemyError``."""
+
+    def __init__(self, billing: Billing, now: datetime, plans, read_at: datetime,
+                 zone: ZoneInfo, found: Tail | None = None, cached: bool = True):
+        self.billing, self.now, self.read_at, self.zone = billing, now, read_at, zone
+        self.book, self.known = PlanBook(plans), plans is not None
+        self.tail = found or tail(now)
+        self.cached = cached
+        self._drawn: dict[tuple[date, date], Drawn] = {}
+        newest = self.tail.newest
+        self.marker = (self.tail.through, self.tail.rebuilds,
+                       service.marker(newest, billing, read_at), billing,
+                       now.replace(second=0, microsecond=0),
+                       tuple((p.id, p.name, p.monthly_credits) for p in plans or ()),
+                       self.known, zone.key)
+
+    def drawn(self, keys) -> Drawn:
+        """The history over the days of ranges ``keys`` (each with the pace's week)."""
+        spans = [range_days(k, self.billing, self.now, zone=self.zone)
+                 for k in (*keys, PACE_RANGE)]
+        first = min(f for f, _ in spans)
+        last = max(first, min(max(last for _, last in spans), local_day(self.now, self.zone)))
+        for (lo, hi), drawn in self._drawn.items():  # a wider window drawn already serves
+            if lo <= first and last <= hi:
+                return drawn
+        drawn = self._drawn[(first, last)] = self._draw(Grid(first, last, self.zone))
+        return drawn
+
+    def _sums(self, grid: Grid) -> tuple[dict, list[Apart]]:
+        """The kept quarter hours' day sums and intervals kept apart on ``grid``. The
+        days before today are kept in this process until the rollups are rebuilt (their
+        quarter hours are all kept, and never change once kept); today's, and the
+        intervals kept apart (a handful of rows), until a quarter hour is added."""
+        reached = self.tail.through
+        if reached is None:
+            return {}, []
+        cut = quarter_of(reached)
+        today = min(cut, quarter_of(day_start(local_day(self.now, self.zone), self.zone)))
+        kept = _kept if self.cached else (lambda _name, _key, make: make())
+        past = kept("history_sums", ("past", self.tail.rebuilds, self.zone.key, grid.first,
+                                     today), lambda: day_sums(grid, today))
+        recent = kept("history_sums", ("recent", reached, self.tail.rebuilds, self.zone.key,
+                                       grid.first, grid.starts[-1]),
+                      lambda: (day_sums(grid, cut, since=today),
+                               kept_apart(day_start(grid.first, self.zone), reached)))
+        return {**past, **recent[0]}, recent[1]
+
+    def _draw(self, grid: Grid) -> Drawn:
+        sums, apart = self._sums(grid)
+        parts = dict(sums)  # the kept ones stay as they are: a day the tail adds to is copied
+        lo = quarter_of(self.tail.through) if self.tail.through is not None else 0
+        snaps = [s for s in self.tail.snaps if s.first_seen < self.now + timedelta(seconds=1)]
+        snaps = service.with_reading(snaps, self.billing, self.read_at)
+        start = quarter_start(lo)
+        fresh, fresh_apart = worked_out(snaps, lo, None,
+                                        lazy_top_ups(start - SPAN, self.now + timedelta(days=1)))
+        for (q, period), part in fresh.items():
+            if (d := grid.day(q)) is not None:
+                merged = replace(parts[(d, period)]) if (d, period) in parts else Part(period)
+                merged.add(part)
+                parts[(d, period)] = merged
+        spans, firsts = [], []
+        for kept in [*apart, *fresh_apart]:
+            span = kept.span(self.book.monthly_credits, self.book.name)
+            if span is None:
+                firsts.append(kept.after)
+            else:
+                spans.append(span)
+        return Drawn(parts, spans, firsts)
+
+
+def _report(key: str, look: Look) -> UsageReport:
+    """Range ``key`` built from ``look``'s history: see ``usage_report``."""
+    billing, now, zone, book = look.billing, look.now, look.zone, look.book
+    drawn = look.drawn((key, DEFAULT_RANGE))
+    first, last = range_days(key, billing, now, zone=zone)
     period = _period_of(key, billing)
-    since, until = _start_of(first), _start_of(last + timedelta(days=1))
+    since, until = day_start(first, zone), day_start(last + timedelta(days=1), zone)
     # a period's last reset interval ends at the next period's first reading
     fetch_until = max(until, period[1] + timedelta(days=1)) if period else until
-    snaps = _history(recorded, since, fetch_until, now, billing, read_at)
-    spans = intervals(snaps, plans.monthly_credits,
-                      credited_top_ups(since - SPAN, fetch_until), plans.name)
+    end = min(fetch_until, now + timedelta(seconds=1))
+    spans = [s for s in drawn.spans if since <= s.end < end]
     whole = None
     if period is not None:
-        mine = [s for s in spans if s.period_start == period[0]]
-        begun = [s for s in snaps if s.period_start == period[0]]
-        whole = any(s.kind == "reset" and not s.gap for s in mine)
-        if not whole and begun and not any(s.end <= begun[0].first_seen for s in mine):
-            opened = opening(begun[0], plans.monthly_credits(begun[0].plan))
+        whole = any(s.kind == "reset" and not s.gap and s.period_start == period[0]
+                    for s in spans)
+        begun = [f for f in drawn.firsts if f.period_start == period[0] and f.first_seen < end]
+        if not whole and begun:  # the history begins within the period
+            opened = opening(begun[0], book.monthly_credits(begun[0].plan))
             if opened is not None:
                 spans.insert(0, opened)
                 whole = True
-    spans = [s for s in spans if s.end >= since]
-    gaps = [s for s in spans if s.gap and (period is None or s.period_start == period[0])]
-    report = UsageReport(key=key, label=RANGES[key], first=first, last=last,
-                         days=daily(snaps, spans, first, last, period=period), gaps=gaps,
-                         period=period, whole=whole,
-                         plan_changed=period is not None and any(
-                             s.kind == "plan change" and s.period_start == period[0]
-                             for s in spans))
+    days = days_from(drawn.parts, spans, first, last, zone, period=period)
+    report = UsageReport(
+        key=key, label=RANGES[key], first=first, last=last, days=days,
+        buckets=weekly(days) if key == YEAR else days,
+        gaps=[s for s in spans if s.gap and (period is None or s.period_start == period[0])],
+        period=period, whole=whole, zone=zone, zone_name=zone_label(zone, now),
+        plan_changed=period is not None and any(
+            s.kind == "plan change" and s.period_start == period[0] for s in spans))
     _layout(report)
     return report
 
 
-def observed_pace(now: datetime, plans: PlanBook, billing: Billing, *, read_at: datetime,
-                  recorded: Recorded) -> Pace | None:
-    """The pace over the "Last 7 days" range, as its table adds it up, of ``recorded``
+def _pace(look: Look) -> Pace | None:
+    """The pace over the "Last 7 days" range, as its table adds it up: see
+    ``observed_pace``."""
+    drawn = look.drawn((DEFAULT_RANGE,))
+    first_day = range_days(PACE_RANGE, look.billing, look.now, zone=look.zone)[0]
+    since, end = day_start(first_day, look.zone), look.now + timedelta(seconds=1)
+    used, starts = ZERO, []
+    for (day, _), part in drawn.parts.items():
+        if day >= first_day and part.first_start is not None:
+            used += part.usage
+            starts.append(part.first_start)
+    for span in drawn.spans:  # gaps included: the range's table counts them
+        if since <= span.end < end and span.usage is not None:
+            used += span.usage
+            starts.append(span.start)
+    if not starts:
+        return None
+    return pace_over(used, max(min(starts), since), look.now, since,
+                     f"the {RANGES[PACE_RANGE].lower()}", zone=look.zone)
+
+
+def usage_report(key: str, billing: Billing, now: datetime, plans: PlanBook | list | None, *,
+                 read_at: datetime, zone: ZoneInfo = UTC) -> UsageReport:
+    """Usage a day of ``zone`` over range ``key``, from the history as the database has
+    it now with the reading of ``billing`` at ``read_at`` in it (an unknown key falls
+    back to the current period); ``plans`` is the plan list (or ``None``). A period's
+    range holds that period's usage only, its first and last days cut at its start
+    and end (``usage.daily``). Raises ``SQLAlchemyError``."""
+    key = key if key in RANGES else DEFAULT_RANGE
+    return _report(key, Look(billing, now, _plan_list(plans), read_at, zone, cached=False))
+
+
+def observed_pace(now: datetime, plans: PlanBook | list | None, billing: Billing, *,
+                  read_at: datetime, zone: ZoneInfo = UTC) -> Pace | None:
+    """The pace over the "Last 7 days" range of ``zone``, as its table adds it up, of the
     readings (the reading of ``billing`` at ``read_at`` among them), if there is at
-    least a day of them."""
-    since, until = _start_of(range_days(PACE_RANGE, billing, now)[0]), now + timedelta(seconds=1)
-    snaps = _history(recorded, since, until, now, billing, read_at)
-    return recent_pace(intervals(snaps, plans.monthly_credits,
-                                 credited_top_ups(since - SPAN, until)), now, since,
-                       f"the {RANGES[PACE_RANGE].lower()}")
+    least a day of them. Raises ``SQLAlchemyError``."""
+    return _pace(Look(billing, now, _plan_list(plans), read_at, zone, cached=False))
+
+
+def _plan_list(plans):
+    """The plan list behind ``plans`` (a ``PlanBook`` hands its plans back)."""
+    return list(plans._plans.values()) if isinstance(plans, PlanBook) else plans
 
 
 @dataclass(frozen=True)
@@ -255,7 +410,7 @@ class PeriodUsage:
 
     ``used`` is what the readings tell; ``unknown`` whether some of it cannot
     be told; ``whole`` whether the readings reach back to the period's start
-    (if not, ``since`` is the first reading's time).
+    (if not, ``since`` is the start of the first day with readings).
     """
 
     used: Decimal
@@ -275,7 +430,7 @@ def period_usage(report: UsageReport) -> PeriodUsage | None:
         return None
     days = [d for d in report.days if d.readings]
     since = report.period[0] if report.whole else max(
-        report.period[0], datetime.combine(days[0].day, time.min, timezone.utc))
+        report.period[0], day_start(days[0].day, report.zone))
     return PeriodUsage(used=report.total, unknown=report.unknown, whole=bool(report.whole),
                        since=since, in_gaps=report.gap_usage, plan_changed=report.plan_changed)
 
@@ -290,40 +445,57 @@ class PageHistory:
     period: PeriodUsage | None
 
 
-#: page histories kept per process; a new reading or a new minute makes a new key
-PAGES_KEPT = 32
+def _look(billing: Billing, now: datetime, plans, read_at: datetime, zone: ZoneInfo) -> Look:
+    """The history looked up for this request (once, however many figures it draws), or
+    now outside one."""
+    if not has_request_context():
+        return Look(billing, now, plans, read_at, zone)
+    looked = g.get("_history_looks")
+    if looked is None:
+        looked = g._history_looks = {}
+    key = (billing, now, read_at, zone.key, plans is not None,
+           tuple(p.id for p in plans or ()))
+    if key not in looked:
+        found = next(iter(looked.values())).tail if looked else None
+        looked[key] = Look(billing, now, plans, read_at, zone, found=found)
+    return looked[key]
+
+
+def chart(key: str, billing: Billing, now: datetime, plans, *, read_at: datetime,
+          zone: ZoneInfo = UTC) -> UsageReport:
+    """``usage_report`` for the page and the usage CSV: worked out once per range,
+    newest reading, minute and zone in each process, then reused. Raises
+    ``SQLAlchemyError``."""
+    key = key if key in RANGES else DEFAULT_RANGE
+    look = _look(billing, now, plans, read_at, zone)
+    return _kept("history_charts", (key, look.marker), lambda: _report(key, look))
+
+
+def figures(billing: Billing, now: datetime, plans, *, read_at: datetime,
+            zone: ZoneInfo = UTC) -> tuple[Pace | None, PeriodUsage | None]:
+    """The observed pace and this period's usage (the forecast's, on the page and in the
+    alerts); both ``None`` without the plan list. Worked out as ``chart`` is. Raises
+    ``SQLAlchemyError``."""
+    if plans is None:
+        return None, None
+    look = _look(billing, now, plans, read_at, zone)
+
+    def make():
+        return _pace(look), period_usage(_report(DEFAULT_RANGE, look))
+    return _kept("history_figures", look.marker, make)
 
 
 def page_history(key: str, billing: Billing, now: datetime, plans, *,
-                 read_at: datetime) -> PageHistory:
-    """The chart for range ``key``, the observed pace and this period's usage, over the
-    history with the reading of ``billing`` at ``read_at`` in it, recorded yet or not;
-    ``plans`` is the plan list, or ``None`` when it could not be read.
+                 read_at: datetime, zone: ZoneInfo = UTC) -> PageHistory:
+    """The chart for range ``key`` in ``zone``, the observed pace and this period's usage,
+    over the history with the reading of ``billing`` at ``read_at`` in it, recorded yet
+    or not; ``plans`` is the plan list, or ``None`` when it could not be read.
 
-    Worked out once per range, newest reading and minute in each process and
-    then reused: a range can span tens of thousands of readings, and however
-    often anyone reloads, the work is bounded by how often a reading arrives.
+    The history is looked up once (``Look``: one query), and what is worked out from
+    it is kept per range, newest reading and minute in each process: however often
+    anyone reloads, the work is bounded by how often a reading arrives, and a new
+    reading costs the quarter hour not over yet. Raises ``SQLAlchemyError``.
     """
-    from flask import current_app
-
-    key = key if key in RANGES else DEFAULT_RANGE
-    cache = current_app.extensions.setdefault("history_pages", {})
-    book = PlanBook(plans)
-    known = plans is not None
-    recorded = kept.recorded(now)
-    marker = (key, service.marker(recorded.newest, billing, read_at), billing,
-              now.replace(second=0, microsecond=0),
-              tuple((p.id, p.name, p.monthly_credits) for p in plans or ()), known)
-    found = cache.get(marker)
-    if found is None:
-        drawn = dict(read_at=read_at, recorded=recorded)
-        report = usage_report(key, billing, now, book, **drawn)
-        this_period = report if key == DEFAULT_RANGE else usage_report(
-            DEFAULT_RANGE, billing, now, book, **drawn)
-        pace = observed_pace(now, book, billing, **drawn) if known else None
-        found = PageHistory(report=report, pace=pace,
-                            period=period_usage(this_period) if known else None)
-        if len(cache) >= PAGES_KEPT:
-            cache.clear()
-        cache[marker] = found
-    return found
+    report = chart(key, billing, now, plans, read_at=read_at, zone=zone)
+    pace, period = figures(billing, now, plans, read_at=read_at, zone=zone)
+    return PageHistory(report=report, pace=pace, period=period)

@@ -26,7 +26,7 @@ from ...giga.client import parse_billing
 from ...models import (Alert, AlertAttempt, AlertDelivery, AlertState, AuditEntry,
                        BalanceSnapshot)
 from ...sandbox.state import plan_by_id
-from .readings import claim_history, latest
+from .readings import claim_history, latest, rebuild_usage
 
 STEP = timedelta(hours=2)
 DAYS = 30
@@ -100,6 +100,8 @@ def start_over(sandbox, now: datetime) -> int:
         db.session.execute(delete(model))
     sandbox.state.reset()
     written = seed_sandbox(sandbox, now)
+    if not written:  # no month made up: the history's usage is empty too
+        rebuild_usage()
     db.session.commit()
     return written
 
@@ -142,6 +144,7 @@ def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
             first_seen_at=t, last_seen_at=t, plan=billing.plan,
             plan_credits_remaining=plan_left, prepaid_balance=prepaid,
             total_balance=plan_left + prepaid, period_start=p_start, period_end=p_end))
+    rebuild_usage()  # readings written by hand: their quarter hours are worked out anew
     db.session.commit()
     return len(rows)
 

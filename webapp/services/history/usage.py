@@ -37,14 +37,16 @@ last reading, used before the reset or expired at it) is the old period's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from ...formatting import money
+from ...formatting import clock, money
 
 #: readings further apart than this are a gap: their usage is not put on a day
 MAX_INTERVAL = timedelta(hours=6)
 ZERO = Decimal(0)
+UTC = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -144,14 +146,34 @@ def opening(first: Snapshot, monthly_credits: Decimal | str | None) -> Interval 
                     "the period, so prepaid use before it cannot be told", **common)
 
 
+def day_start(d: date, zone: ZoneInfo = UTC) -> datetime:
+    """The instant (UTC) day ``d`` begins in ``zone``: its midnight localised, so a day
+    is 23 or 25 hours long when the clocks change (never midnight plus 24 hours)."""
+    return datetime.combine(d, time.min, tzinfo=zone).astimezone(timezone.utc)
+
+
+def local_day(when: datetime, zone: ZoneInfo = UTC) -> date:
+    """The day of ``zone`` that ``when`` falls in: the ``d`` with ``day_start(d) <= when <
+    day_start(d + 1)`` (where midnight itself is skipped or repeated, the day is the
+    stretch from one localised midnight to the next)."""
+    d = when.astimezone(zone).date()
+    if when < day_start(d, zone):
+        return d - timedelta(days=1)
+    if when >= day_start(d + timedelta(days=1), zone):
+        return d + timedelta(days=1)
+    return d
+
+
 @dataclass
 class Day:
-    """One calendar day (UTC) of usage. ``usage`` is ``None`` on a day with no readings.
+    """One calendar day of ``zone`` (or, for a long chart, one week: ``day`` to ``last``)
+    of usage. ``usage`` is ``None`` on a day with no readings.
 
     ``usage`` is what the readings tell; ``up_to`` how much more there may have
     been (rule 3); ``unknown`` whether some of it cannot be told at all;
     ``notes`` say why, in words. ``since`` / ``until``: the day is cut at a
     period's start or end (the rest of it belongs to the other period).
+    ``start`` / ``end``: the instants (UTC) the row covers, cut included.
     """
 
     day: date
@@ -164,6 +186,12 @@ class Day:
     notes: list[str] = field(default_factory=list)
     since: datetime | None = None
     until: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    #: a week's row: its last day, and how many of its days had readings
+    last: date | None = None
+    days_read: int = 0
+    days: int = 1
 
     @property
     def partial(self) -> bool:
@@ -176,10 +204,11 @@ class Day:
             return None
         return self.usage + self.up_to
 
-
-def _day_bounds(d: date) -> tuple[datetime, datetime]:
-    start = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
+    @property
+    def hours(self) -> Decimal:
+        """How long the row is: 24 hours, 23 or 25 on the day the clocks change, less
+        where a period cuts it."""
+        return Decimal(int((self.end - self.start).total_seconds())) / 3600
 
 
 def intervals(snapshots: list[Snapshot], monthly_credits_of, known_top_ups=None,
@@ -187,11 +216,13 @@ def intervals(snapshots: list[Snapshot], monthly_credits_of, known_top_ups=None,
     """Every interval between consecutive ``snapshots`` (oldest first).
 
     ``monthly_credits_of(plan_id)`` gives a plan's allowance;
-    ``known_top_ups(start, end)`` the credited top-ups in a span, if known.
+    ``known_top_ups(start, end)`` the credited top-ups in a span, if known (asked only
+    where prepaid credit grew: nowhere else does rule 2 need it).
     """
     out = []
     for a, b in zip(snapshots, snapshots[1:]):
-        known = known_top_ups(a.last_seen, b.first_seen) if known_top_ups else None
+        known = known_top_ups(a.last_seen, b.first_seen) \
+            if known_top_ups and b.prepaid > a.prepaid else None
         out.append(interval(a, b, monthly_credits_of(b.plan), known, plan_name))
     return out
 
@@ -213,52 +244,98 @@ def _place(day: Day, span: Interval, *, usage: bool, bound: bool) -> None:
         day.notes.append(span.note)
 
 
+def new_days(first: date, last: date, zone: ZoneInfo = UTC, *,
+             period: tuple[datetime, datetime] | None = None) -> dict[date, Day]:
+    """Empty days ``first``..``last`` of ``zone``, each with the instants it covers; with
+    ``period``, the days it begins and ends on cut there."""
+    days = {}
+    d, start = first, day_start(first, zone)
+    while d <= last:
+        after = d + timedelta(days=1)
+        days[d] = Day(d, start=start, end=(end := day_start(after, zone)))
+        d, start = after, end
+    if period is not None:
+        for day in days.values():
+            if day.start < period[0] < day.end:
+                day.since = day.start = period[0]
+            if day.start < period[1] < day.end:
+                day.until = day.end = period[1]
+    return days
+
+
+def place_spans(days: dict[date, Day], spans: list[Interval], last: date, zone: ZoneInfo, *,
+                period: tuple[datetime, datetime] | None = None) -> None:
+    """Put each interval of ``spans`` (gaps excepted) on the day of its later reading;
+    with ``period``, only that period's usage, and a reset into the next period leaves
+    the old period's bounded unknown on the day of its last reading."""
+    for span in spans:
+        if span.gap:
+            continue
+        if period is None:
+            if (day := days.get(local_day(span.end, zone))) is not None:
+                _place(day, span, usage=True, bound=True)
+                if span.kind == "reset":
+                    day.notes.append(f"the period reset at {clock(span.period_start, zone)}")
+        elif span.period_start == period[0]:
+            if (day := days.get(local_day(span.end, zone))) is not None:
+                _place(day, span, usage=True, bound=False)
+        elif span.kind == "reset" and span.period_start == period[1]:
+            if (day := days.get(min(local_day(span.start, zone), last))) is not None:
+                _place(day, span, usage=False, bound=True)
+
+
 def daily(snapshots: list[Snapshot], spans: list[Interval], first: date, last: date, *,
-          period: tuple[datetime, datetime] | None = None) -> list[Day]:
-    """Days ``first``..``last`` with the usage of ``spans`` placed on them.
+          period: tuple[datetime, datetime] | None = None, zone: ZoneInfo = UTC) -> list[Day]:
+    """Days ``first``..``last`` of ``zone`` with the usage of ``spans`` placed on them,
+    worked out from the readings themselves (the rules as they read; the page builds
+    the same days from the quarter hours kept in ``rollups``, and a test holds the two
+    to the cent).
 
     A day is known when a reading covers any of it; a day with none is a gap.
     With ``period`` (its start and end), only that period's usage counts and
     the days it begins and ends on are cut there: a reset's usage is the new
     period's, the old period's unknown goes on its own last reading's day.
     """
-    days = {first + timedelta(days=i): Day(first + timedelta(days=i))
-            for i in range((last - first).days + 1)}
+    days = new_days(first, last, zone, period=period)
     if period is not None:
         snapshots = [s for s in snapshots if s.period_start == period[0]]
-        if period[0] != _day_bounds(period[0].date())[0] and period[0].date() in days:
-            days[period[0].date()].since = period[0]
-        end_day = (period[1] - timedelta(microseconds=1)).date()
-        if period[1] != _day_bounds(period[1].date())[0] and end_day in days:
-            days[end_day].until = period[1]
     for snap in snapshots:  # readings cover every day from first to last seen
-        d = max(snap.first_seen.date(), first)
-        while d <= min(snap.last_seen.date(), last):
+        d = max(local_day(snap.first_seen, zone), first)
+        while d <= min(local_day(snap.last_seen, zone), last):
             days[d].readings = True
             d += timedelta(days=1)
     in_force = 0  # the newest snapshot seen before the day ends (snapshots are in order)
     for day in days.values():
-        _, end = _day_bounds(day.day)
+        end = day_start(day.day + timedelta(days=1), zone)
         while in_force < len(snapshots) and snapshots[in_force].first_seen < end:
             in_force += 1
         if day.readings and in_force:
             day.closing = snapshots[in_force - 1].total
             day.usage = ZERO
-    for span in spans:
-        if span.gap:
-            continue
-        if period is None:
-            if (day := days.get(span.end.date())) is not None:
-                _place(day, span, usage=True, bound=True)
-                if span.kind == "reset":
-                    day.notes.append(f"the period reset at {span.period_start:%H:%M} UTC")
-        elif span.period_start == period[0]:
-            if (day := days.get(span.end.date())) is not None:
-                _place(day, span, usage=True, bound=False)
-        elif span.kind == "reset" and span.period_start == period[1]:
-            if (day := days.get(min(span.start.date(), last))) is not None:
-                _place(day, span, usage=False, bound=True)
+    place_spans(days, spans, last, zone, period=period)
     return [days[d] for d in sorted(days)]
+
+
+def weekly(days: list[Day]) -> list[Day]:
+    """``days`` in weeks, Monday to Sunday (the first and last cut by the range): each
+    week's usage, top-ups, bounds and notes added up, its closing balance its last
+    known one; ``usage`` is ``None`` for a week without a day of readings."""
+    weeks: list[Day] = []
+    for d in days:
+        if not weeks or d.day.weekday() == 0:
+            weeks.append(Day(d.day, start=d.start, days=0))
+        week = weeks[-1]
+        week.last, week.end, week.days = d.day, d.end, week.days + 1
+        if not d.readings:
+            continue
+        week.readings, week.days_read = True, week.days_read + 1
+        week.usage = (week.usage or ZERO) + (d.usage or ZERO)
+        week.top_ups += d.top_ups
+        week.up_to += d.up_to
+        week.unknown = week.unknown or d.unknown
+        week.notes += [n for n in d.notes if n not in week.notes]
+        week.closing = d.closing if d.closing is not None else week.closing
+    return weeks
 
 
 @dataclass(frozen=True)
@@ -271,7 +348,7 @@ class Pace:
 
 
 def recent_pace(spans: list[Interval], now: datetime, since: datetime, label: str,
-                minimum=timedelta(days=1)) -> Pace | None:
+                minimum=timedelta(days=1), zone: ZoneInfo = UTC) -> Pace | None:
     """The observed pace from ``since`` to ``now``, the range ``label`` names ("the last 7
     days"), or ``None`` with less than ``minimum`` of readings in it. It counts what
     that range's table counts: the usage of every interval ending in it (gaps
@@ -282,11 +359,20 @@ def recent_pace(spans: list[Interval], now: datetime, since: datetime, label: st
         return None
     # the whole span counts: between readings, unchanged figures mean nothing was used
     first = min(max(s.start, since) for s in usable)
+    return pace_over(sum((s.usage for s in usable), ZERO), first, now, since, label,
+                     minimum, zone)
+
+
+def pace_over(used: Decimal, first: datetime, now: datetime, since: datetime, label: str,
+              minimum=timedelta(days=1), zone: ZoneInfo = UTC) -> Pace | None:
+    """``used`` over the time from ``first`` (the start of the first interval counted, or
+    ``since`` when one spans it) to ``now``, in words (the date in ``zone``); ``None``
+    when that is less than ``minimum``."""
     if now - first < minimum:
         return None
     days = Decimal((now - first).total_seconds()) / Decimal(86400)
-    used = sum((s.usage for s in usable), ZERO)
     span = f"{days:.1f} days"
-    basis = (f"{label} ({money(used)} from {first:%b} {first.day} to now, {span})"
+    local = first.astimezone(zone)
+    basis = (f"{label} ({money(used)} from {local:%b} {local.day} to now, {span})"
              if first <= since else f"the {span} of readings so far ({money(used)})")
     return Pace(per_day=used / days, days=days, basis=basis)

@@ -94,3 +94,34 @@ def post_fork(server, worker):
         from webapp.processes import forked
 
         forked(app)
+
+
+#: how many requests a worker serves between giving freed memory back to the system
+TRIM_EVERY = 16
+_served = 0
+
+
+def post_request(worker, req, environ, resp):
+    """Every ``TRIM_EVERY`` requests, hand the memory freed since back to the system
+    (glibc's ``malloc_trim``): each of the worker's threads allocates from a heap of its
+    own, and a freed page inside one stays the process's until trimmed -- about 6 MB a
+    worker after a few hundred year charts, for nothing. Elsewhere than glibc, nothing."""
+    global _served
+    _served += 1
+    if _served % TRIM_EVERY == 0 and _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018 -- glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()

@@ -10,15 +10,20 @@ Prints:
      (apt-get install wrk) or, without it, from Python threads;
   4. the warm page's p50 and p99 when 50 viewers each view it once a
      second, on the default single process;
-  5. the billing page over 90 days of readings every 5 minutes;
-  6. a sign-in flood on one account from 20 addresses: a bystander's page
+  5. a sign-in flood on one account from 20 addresses: a bystander's page
      latency meanwhile, and the owner's sign-in from a clean address;
-  7. the cold page over one upstream round trip (200 ms, every read
+  6. the cold page over one upstream round trip (200 ms, every read
      upstream, alert rules on), one page every 1.1 s: on one process, and
      spread over three servers sharing one Redis; without history, and
-     over a month of readings every 5 minutes.
+     over a month of readings every 5 minutes;
+  7. the cold page over a year of readings every 5 minutes (period, 90 days,
+     12 months; one process, and three servers on one Redis), and one
+     worker's resident memory after 300 pages, a third of them year charts;
+  8. the warm page side by side with an earlier release (--against, default
+     2975077): 50 signed-in viewers on one process, alternating, three runs
+     each (needs git and this checkout's history).
 Options: --duration S (seconds of viewer load, default 60), --quick,
---only N[,N...] (run only those figures).
+--only N[,N...] (run only those figures), --against REV (figure 8).
 """
 from __future__ import annotations
 
@@ -201,7 +206,7 @@ def free_port() -> int:
 
 def gunicorn(app_spec, env, cwd) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(Path(cwd) / "gunicorn.conf.py"),
                              "--bind", f"127.0.0.1:{port}", app_spec],
                             cwd=cwd, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -333,41 +338,6 @@ def paced_viewers(tmp: Path, seconds: float, viewers: int = 50) -> None:
           "worth its complexity only if p99 > 100 ms)")
 
 
-def history_page(tmp: Path) -> None:
-    """The billing page over 90 days of readings every 5 minutes (25,920 rows)."""
-    from datetime import datetime, timedelta, timezone
-    from decimal import Decimal
-
-    from webapp.extensions import db
-    from webapp.models import BalanceSnapshot
-
-    upstream = Upstream(latency=0.0)
-    app = build_app(upstream, tmp / "history.db")
-    now = datetime.now(timezone.utc)
-    with app.app_context():
-        rows = []
-        for i in range(90 * 288):
-            left = Decimal(100) - Decimal(i % 8640) / 100
-            when = now - timedelta(minutes=5 * (90 * 288 - i))
-            rows.append(dict(first_seen_at=when, last_seen_at=when, plan="starter-pro",
-                             plan_credits_remaining=left, prepaid_balance=Decimal(50),
-                             total_balance=left + 50, period_start=now - timedelta(days=12),
-                             period_end=now + timedelta(days=18)))
-        db.session.execute(BalanceSnapshot.__table__.insert(), rows)
-        db.session.commit()
-    server, base = serve(app)
-    session = signed_in(base)
-    figures = []
-    for _ in range(2):
-        started = time.perf_counter()
-        assert session.get(base + "/billing?range=90").status_code == 200
-        figures.append((time.perf_counter() - started) * 1000)
-    server.shutdown()
-    print(f"5. billing page, last 90 days of readings every 5 minutes ({len(rows):,} rows): "
-          f"first view {figures[0]:.0f} ms (works out the chart), next views {figures[1]:.0f} ms "
-          "(until a new reading arrives)")
-
-
 def seed_month(app) -> int:
     """A month of readings every 5 minutes before now, so the alert check and the chart
     work over what a real month of history holds."""
@@ -396,6 +366,189 @@ def seed_month(app) -> int:
     return len(rows)
 
 
+def seed_year(app, days: int = 365) -> int:
+    """``days`` of readings every 5 minutes before now, in 30-day periods: plan credits
+    run down on a working-week pace and come back at each period's end, prepaid
+    credit stays; the usage rollups are then worked out as an upgrade would."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from webapp.extensions import db
+    from webapp.models import BalanceSnapshot
+    from webapp.services.history.readings import rebuild_usage
+
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    period = timedelta(days=30)
+    end = now + timedelta(days=18)
+    steps = days * 288
+    rows = []
+    left, current = Decimal(100), None
+    with app.app_context():
+        for i in range(steps):
+            when = now - timedelta(minutes=5 * (steps - i))
+            p_end = end - period * ((end - when) // period)
+            p_start = p_end - period
+            if p_start != current:  # plan credits come back at the period's end
+                left, current = Decimal(100), p_start
+            # busier on weekdays: about $3.20 a weekday, $1.15 a weekend day
+            left = max(Decimal(0), left - (Decimal("0.011") if when.weekday() < 5
+                                           else Decimal("0.004")))
+            rows.append(dict(first_seen_at=when, last_seen_at=when, plan="starter-pro",
+                             plan_credits_remaining=left, prepaid_balance=Decimal(50),
+                             total_balance=left + 50, period_start=p_start, period_end=p_end))
+            if len(rows) == 10_000:
+                db.session.execute(BalanceSnapshot.__table__.insert(), rows)
+                rows.clear()
+        if rows:
+            db.session.execute(BalanceSnapshot.__table__.insert(), rows)
+        rebuild_usage()
+        db.session.commit()
+    return steps
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def gunicorn_worker(master: subprocess.Popen) -> int:
+    """The pid of ``master``'s one worker."""
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    return int(children[0])
+
+
+def year_cold_page(tmp: Path, samples: int) -> None:
+    """The cold page over a year of readings, per range, on one process and on three
+    servers sharing one Redis; then one worker's memory after 300 pages."""
+    upstream = Upstream(latency=0.2)
+    cold = dict(BILLING_CACHE_TTL="0", PLANS_CACHE_TTL="0",
+                UPSTREAM_BUDGET_PER_MINUTE="100000", ALERT_BALANCE_BELOW="10",
+                WEB_CONCURRENCY="1")
+    client = GigaClient(upstream.url, "giga_sk_bench")
+    db = tmp / "year.db"
+    app = build_app(upstream, db)
+    started = time.perf_counter()
+    rows = seed_year(app)
+    print(f"7. cold page over a year of readings ({rows:,} every 5 minutes, rollups built "
+          f"in {time.perf_counter() - started:.0f} s), one every 1.1 s, upstream 200 ms, "
+          f"{samples} pages each:")
+    print("   | range | servers | upstream p50 | page p50 | page p90 | page / upstream |")
+    print("   | --- | --- | --- | --- | --- | --- |")
+    setups = [(1, False)] + ([(3, True)] if shutil.which("redis-server") else [])
+    for servers, shared in setups:
+        redis_proc, env = None, app_env(upstream, db, **cold)
+        if shared:
+            redis_proc, redis_url = redis_server()
+            env["REDIS_URL"] = redis_url
+        procs, bases = zip(*(gunicorn("wsgi:app", env, ROOT) for _ in range(servers)))
+        try:
+            sessions = [signed_in(base) for base in bases]
+            for key in ("period", "90", "365"):
+                direct, page = [], []
+                for i in range(samples + 3):
+                    started = time.perf_counter()
+                    client.get_billing()
+                    upstream_s = time.perf_counter() - started
+                    time.sleep(0.55)
+                    started = time.perf_counter()
+                    url = f"{bases[i % servers]}/billing?range={key}"
+                    if sessions[i % servers].get(url).status_code != 200:
+                        raise RuntimeError("the page answered an error")
+                    if i >= 3:
+                        direct.append(upstream_s)
+                        page.append(time.perf_counter() - started)
+                    time.sleep(max(0.0, 0.55 - (time.perf_counter() - started)))
+                d, p = statistics.median(direct), statistics.median(page)
+                p90 = sorted(page)[int(len(page) * 0.9)]
+                print(f"   | {key} | {servers}{' on one Redis' if shared else ''} "
+                      f"| {d * 1000:.0f} ms | {p * 1000:.0f} ms | {p90 * 1000:.0f} ms "
+                      f"| {p / d:.3f}x |")
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+            if redis_proc is not None:
+                redis_proc.terminate()
+                redis_proc.wait(10)
+    # memory: one worker, the README's deployment, 300 pages of which 100 year charts
+    proc, base = gunicorn("wsgi:app", app_env(upstream, db, WEB_CONCURRENCY="1"), ROOT)
+    try:
+        session = signed_in(base)
+        worker = gunicorn_worker(proc)
+        first = rss_mb(worker)
+        for i in range(300):
+            key = ("365", "period", "90")[i % 3]
+            if session.get(f"{base}/billing?range={key}").status_code != 200:
+                raise RuntimeError("the page answered an error")
+        print(f"   one worker's resident memory: {first:.0f} MB after sign-in, "
+              f"{rss_mb(worker):.0f} MB after 300 pages (100 of them 12-month charts); "
+              "the aim is <= 80 MB")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print("   (the aim is <= 1.05x on three servers, whatever the range)")
+    upstream.server.shutdown()
+
+
+def warm_side_by_side(tmp: Path, against: str, seconds: float, runs: int = 3) -> None:
+    """Warm page views a second, this checkout against release ``against``, each on one
+    gunicorn process with 50 signed-in viewers, alternating."""
+    old = tmp / f"release-{against}"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", against],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    print(f"8. warm page, 50 signed-in viewers on one process for {seconds:.0f} s, "
+          f"this checkout and release {against} alternating, {runs} runs each:")
+    print("   | code | page views/s | p50 | p99 |")
+    print("   | --- | --- | --- | --- |")
+    found: dict[str, list[dict]] = {"this checkout": [], against: []}
+    for run in range(runs):
+        for label, root in (("this checkout", ROOT), (against, old)):
+            upstream = Upstream(latency=0.05)
+            db = tmp / f"warm-{run}-{root.name}.db"
+            env = app_env(upstream, db, PYTHONPATH=str(root))
+            # each release makes its own tables and bench user, with its own code
+            subprocess.run([sys.executable, "-c", SETUP_USER], cwd=root,
+                           env={**os.environ, **env}, check=True)
+            proc, base = gunicorn("wsgi:app", env, root)
+            try:
+                session = signed_in(base)
+                cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+                load(base + "/billing", 2, cookie)  # warm-up
+                found[label].append(load(base + "/billing", seconds, cookie))
+            finally:
+                proc.terminate()
+                proc.wait(10)
+                upstream.server.shutdown()
+    for label, figures in found.items():
+        rps = statistics.median(f["rps"] for f in figures)
+        p50 = statistics.median(f["p50"] for f in figures)
+        p99 = statistics.median(f["p99"] for f in figures)
+        print(f"   | {label} | {rps:.0f} (runs: {runs_text(figures)}) "
+              f"| {p50:.0f} ms | {p99:.0f} ms |")
+
+
+def runs_text(figures: list[dict]) -> str:
+    return ", ".join(f"{f['rps']:.0f}" for f in figures)
+
+
+#: run in a release's own folder: its tables, and the benchmark's viewer
+SETUP_USER = f"""
+from webapp import create_app, prepare
+from webapp.services.users import create_user, UserError
+app = prepare(create_app())
+with app.app_context():
+    try:
+        create_user("viewer@bench.example", "viewer", {PASSWORD!r})
+    except UserError:
+        pass
+"""
+
+
 def paced_cold_page(tmp: Path, samples: int) -> None:
     """One cold page every 1.1 s (caching off: both reads go upstream, 200 ms): its
     latency over one direct upstream round trip, on one gunicorn process and over
@@ -405,7 +558,7 @@ def paced_cold_page(tmp: Path, samples: int) -> None:
                 UPSTREAM_BUDGET_PER_MINUTE="100000", ALERT_WEBHOOK_URL=upstream.url + "/hook",
                 ALERT_BALANCE_BELOW="10", WEB_CONCURRENCY="1")
     client = GigaClient(upstream.url, "giga_sk_bench")
-    print(f"7. cold page, one every 1.1 s, upstream 200 ms, {samples} pages each, "
+    print(f"6. cold page, one every 1.1 s, upstream 200 ms, {samples} pages each, "
           "alert rules on, without history and over a month of readings:")
     print("   | history | servers | upstream p50 | page p50 | page p90 | page / upstream |")
     print("   | --- | --- | --- | --- | --- | --- |")
@@ -500,7 +653,7 @@ def signin_flood(tmp: Path, seconds: float, addresses: int = 20, attackers: int 
         proc.terminate()
         proc.wait(10)
     latencies.sort()
-    print(f"6. sign-in flood on one account from {addresses} addresses ({attackers} at a time, "
+    print(f"5. sign-in flood on one account from {addresses} addresses ({attackers} at a time, "
           f"{seconds:.0f} s; answers {dict(sorted(answers.items()))}): a bystander's page p50 "
           f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
           f"({len(latencies)} views); the owner's sign-in from a clean address {owner_ms[0]:.0f} ms")
@@ -511,7 +664,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="short runs, rough figures")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="figures to run, e.g. 1,6")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="figures to run, e.g. 1,6")
+    parser.add_argument("--against", default="2975077", help="the release figure 8 compares")
     args = parser.parse_args()
     duration = 10.0 if args.quick else args.duration
     only = {int(n) for n in args.only.split(",")}
@@ -524,9 +678,10 @@ def main():
                          viewers_per_minute(tmp, duration, "0"))),
             (3, lambda: scale_out(tmp, 15 if args.quick else 60)),
             (4, lambda: paced_viewers(tmp, 15 if args.quick else 60)),
-            (5, lambda: history_page(tmp)),
-            (6, lambda: signin_flood(tmp, 10 if args.quick else 30)),
-            (7, lambda: paced_cold_page(tmp, 20 if args.quick else 60)),
+            (5, lambda: signin_flood(tmp, 10 if args.quick else 30)),
+            (6, lambda: paced_cold_page(tmp, 20 if args.quick else 60)),
+            (7, lambda: year_cold_page(tmp, 15 if args.quick else 40)),
+            (8, lambda: warm_side_by_side(tmp, args.against, 10 if args.quick else 20)),
         ]
         for number, run in figures:
             if number in only:

@@ -340,6 +340,9 @@ def test_the_last_12_months_are_a_bar_a_week_and_the_csv_a_row_a_day(client, aut
     svg = re.search(r"<svg class=\"chart\".*?</svg>", html, re.S).group(0)
     bars = re.findall(r'<rect class="bar[^"]*"[^>]*><title>([^<]+)</title>', svg)
     assert 52 <= len(bars) <= 54 and all(" to " in b for b in bars[1:-1])
+    # every other month named under the bars, short enough not to run together on a phone
+    labels = re.findall(r'text-anchor="middle">([^<]+)<', svg)
+    assert 5 <= len(labels) <= 7 and all(re.fullmatch(r"[A-Z][a-z]{2}", t) for t in labels)
     table = re.search(r"<details class=\"usage-table\">.*?</details>", html, re.S).group(0)
     assert "<th scope=\"col\">Week</th>" in table
     assert len(re.findall(r'<th scope="row">\w{3} \d+ to ', table)) >= 51

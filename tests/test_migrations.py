@@ -89,3 +89,97 @@ def test_flask_db_upgrade_adopts_a_first_release_database(tmp_path, which):
             "kept@example.com"]
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
     engine.dispose()
+
+
+@pytest.mark.parametrize("which", ["sqlite", "postgresql"])
+def test_a_month_of_readings_upgrades_and_shows_the_same_figures(tmp_path, which):
+    """A database of the release before the quarter-hour usage (revision 0006) with a
+    month of readings -- a reset, a top-up credited, a gap -- is upgraded with
+    ``flask db upgrade``; its first start works the quarter hours out, and every day of
+    every range reads as the readings read before the upgrade, to the cent."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal as D
+    from zoneinfo import ZoneInfo
+
+    from webapp import create_app
+    from webapp.giga import Billing
+    from webapp.models import AuditEntry, BalanceSnapshot, UsageState
+    from webapp.services.history.report import RANGES, usage_report
+
+    from .conftest import make_app
+    from .support.raw_usage import raw_report
+    from .test_rollups import BOOK
+
+    urls = dict(zip(["sqlite", "postgresql"], _database_urls(tmp_path)))
+    if which not in urls:
+        pytest.skip("TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    url = urls[which]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        drop_every_table(conn)
+    engine.dispose()
+    env = {**os.environ, "DATABASE_URL": url, "GIGA_API_KEY": "giga_sk_migration_test",
+           "GIGA_API_URL": "http://127.0.0.1:9", "SECRET_KEY": secrets.token_hex(32),
+           "FLASK_APP": "wsgi"}
+
+    def upgrade(*to):
+        result = subprocess.run([sys.executable, "-m", "flask", "db", "upgrade", *to],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    upgrade("0006")
+    assert _version(url) == "0006"
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    length = timedelta(days=30)
+    start = now - timedelta(days=11)
+    t, left, prepaid, rows, step = now - timedelta(days=33), D(100), D(50), [], 0
+    while t < now - timedelta(minutes=20):
+        step += 1
+        period = (start - length, start) if t < start else (start, start + length)
+        if not (now - timedelta(days=20) < t < now - timedelta(days=18, hours=4)):  # a gap
+            rows.append(dict(first_seen_at=t, last_seen_at=t, plan="starter-pro",
+                             plan_credits_remaining=left, prepaid_balance=prepaid,
+                             total_balance=left + prepaid, period_start=period[0],
+                             period_end=period[1]))
+        used = D("0.85") if t.hour % 4 else D("1.35")
+        drawn = min(left, used)
+        left, prepaid = left - drawn, prepaid - (used - drawn)
+        t += timedelta(hours=2)
+        if t >= start and period[0] < start:
+            left = D(100)  # plan credits come back at the period's end
+        if step == 200:
+            prepaid += D(25)  # a top-up, paid through the dashboard
+            top_up_at = t - timedelta(minutes=30)
+            seen_at = t
+    billing = Billing("starter-pro", left, prepaid, left + prepaid, start, start + length)
+    old = create_app({"DATABASE_URL": url, "GIGA_API_KEY": "giga_sk_migration_test",
+                      "GIGA_API_URL": "http://127.0.0.1:9", "SECRET_KEY": secrets.token_hex(32),
+                      "INSTANCE_PATH": str(tmp_path)})
+    la = ZoneInfo("America/Los_Angeles")
+    with old.app_context():  # the release before: no quarter hours, readings alone
+        db.session.execute(BalanceSnapshot.__table__.insert(), rows)
+        db.session.add(AuditEntry(at=top_up_at, user_email="f@example.com",
+                                  user_role="finance", action="top-up", amount=D(25),
+                                  outcome="sent to checkout", seen="credited",
+                                  seen_at=seen_at))
+        db.session.commit()
+        before = {(key, zone.key): raw_report(key, billing, now, BOOK, read_at=now, zone=zone)
+                  for key in RANGES for zone in (ZoneInfo("UTC"), la)}
+        db.session.remove()
+    with old.app_context():
+        db.engine.dispose()
+
+    upgrade()
+    assert _version(url) == _head()
+    app = make_app(tmp_path, DATABASE_URL=url, GIGA_API_KEY="giga_sk_migration_test",
+                   GIGA_API_URL="http://127.0.0.1:9")
+    with app.app_context():
+        assert db.session.scalar(sa.select(UsageState.through)) is not None  # built at start
+        for (key, zone), (days, gaps, whole, changed) in before.items():
+            report = usage_report(key, billing, now, BOOK, read_at=now, zone=ZoneInfo(zone))
+            assert (report.days, report.gaps, report.whole, report.plan_changed) == \
+                (days, gaps, whole, changed), (key, zone)
+        thirty = before[("30", "UTC")][0]
+        assert sum(d.usage or 0 for d in thirty) > D(300)
+        assert [d.top_ups for d in thirty if d.top_ups] == [D(25)]
+        assert before[("30", "UTC")][1]  # the gap, shown as one

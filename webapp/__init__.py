@@ -13,19 +13,18 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
-from pathlib import Path
 
 import click
 from flask import Flask, redirect, url_for
 
+from .database import MIGRATIONS
 from .processes import prepare, ready_on_first_request, serve
 from .settings import ConfigError, load_settings
 
-__all__ = ["create_app", "serve", "prepare", "ConfigError"]
+__all__ = ["create_app", "serve", "prepare", "ConfigError", "MIGRATIONS"]
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -107,15 +106,24 @@ def register_sandbox(app):
                              sandbox.note_return(checkout_url, return_url), app, weak=False)
 
 
+def _redis(url: str | None):
+    """A Redis client for ``url``, or ``None`` without one (redis-py is then never
+    loaded: a process without Redis has no use for it)."""
+    if not url:
+        return None
+    from .gateway.redis_store import connect
+
+    return connect(url)
+
+
 def register_extensions(app):
     from .services.sessions import init_login
     from .database import engine_options
-    from .extensions import compress, csrf, db, migrate
+    from .extensions import compress, csrf, db
 
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
         app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_WAIT_SECONDS"]))
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
     # pages, the CSV downloads and /metrics
     app.config.setdefault("COMPRESS_MIMETYPES", ["text/html", "text/css", "text/csv",
@@ -140,7 +148,6 @@ def register_upstream(app):
     from .clock import Clock
     from .gateway import BillingGateway, make_store
     from .giga import GigaClient
-    from .gateway.redis_store import connect
     from .services.checkouts.outbox import Outbox, database_key
     from .services.arrivals import reading_arrived
 
@@ -162,7 +169,7 @@ def register_upstream(app):
     # database's (a sandbox run from the same folder never takes production's)
     app.extensions["checkout_outbox"] = Outbox(
         app.instance_path, database_key(cfg["SQLALCHEMY_DATABASE_URI"]),
-        redis_client=connect(cfg["REDIS_URL"]) if cfg["REDIS_URL"] else None,
+        redis_client=_redis(cfg["REDIS_URL"]),
         adopt_unkeyed=not cfg["SANDBOX_MODE"])
     app.extensions["giga_gateway"] = BillingGateway(
         client, store, clock=clock,
@@ -224,8 +231,10 @@ def register_template_helpers(app):
 def register_commands(app):
     from .commands.billing import billing_cli
     from .commands.sandbox import sandbox_cli
+    from .commands.schema import schema_cli
     from .commands.users import users_cli
 
+    app.cli.add_command(schema_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(billing_cli)
     app.cli.add_command(sandbox_cli)

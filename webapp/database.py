@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import InterfaceError, OperationalError, PendingRollbackError
@@ -45,6 +46,10 @@ UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, PendingRollbackErr
 BUSY_BACKOFF_SECONDS = 5.0
 #: a statement may run this many times the lock wait before it is cancelled (PostgreSQL)
 STATEMENT_LIMIT_FACTOR = 5
+#: the schema's migrations (Alembic, through Flask-Migrate)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: the page cache of each SQLite connection, in KB
+SQLITE_CACHE_KB = 64
 #: PostgreSQL's SQLSTATE for a table that does not exist
 UNDEFINED_TABLE = "42P01"
 #: how to bring the schema up, for the page and the log
@@ -71,6 +76,13 @@ def prepare(app, engine) -> None:
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             conn.execute(text("PRAGMA journal_mode=WAL"))
+
+        @event.listens_for(engine, "connect")
+        def small_page_cache(dbapi_connection, _record):
+            # each pooled connection would keep up to 2 MB of pages (SQLite's default):
+            # a process's memory is better spent elsewhere, and the OS caches the file
+            dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KB}")
+        engine.dispose()  # the connections pooled so far had the default
 
     @event.listens_for(engine, "after_cursor_execute")
     def a_write_got_through(conn, cursor, statement, parameters, context, executemany):

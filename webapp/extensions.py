@@ -3,7 +3,6 @@ import logging
 
 from flask_compress import Compress
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,6 +39,5 @@ class Database(SQLAlchemy):
 db = Database(model_class=Base)
 csrf = CSRFProtect()
 login_manager = LoginManager()
-migrate = Migrate()
 #: gzip / brotli for pages and CSVs when the browser accepts it
 compress = Compress()

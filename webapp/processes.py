@@ -155,7 +155,7 @@ def prepare(app):
     with app.app_context():
         _database_answers(app)
         with _one_at_a_time(sqlite_file):
-            _upgrade_schema()
+            _upgrade_schema(app)
             prepare_engine(app, db.engine)
             if app.config.get("SANDBOX_SEED_HISTORY"):
                 seed_sandbox(app.extensions["sandbox"], app.extensions["clock"].now())
@@ -243,8 +243,15 @@ def _let_go_of_prepare_lock(conn) -> None:
         conn.invalidate()
 
 
-def _upgrade_schema():
-    """``flask db upgrade``, quietly: at start nothing needs saying unless it fails."""
+def _upgrade_schema(app):
+    """``flask db upgrade``, quietly: at start nothing needs saying unless it fails.
+    A database at the newest revision already (every start but the first after an
+    upgrade) costs one query, and Alembic is not loaded."""
+    from .commands.schema import head_revision, use_migrate
+
+    if _schema_revision() == head_revision():
+        return
+    use_migrate(app)
     alembic_log = logging.getLogger("alembic")
     level = alembic_log.level
     alembic_log.setLevel(logging.WARNING)
@@ -254,3 +261,16 @@ def _upgrade_schema():
         upgrade()
     finally:
         alembic_log.setLevel(level)
+
+
+def _schema_revision() -> str | None:
+    """The revision the database's schema is at (``None``: none, or unreadable)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .extensions import db
+
+    try:
+        with db.engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None

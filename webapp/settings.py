@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -134,14 +135,27 @@ def _secret_key_problem(secret: str) -> str | None:
     Length alone lets ``aaaa…`` or ``changeme`` × 8 through; zxcvbn spots
     repeats, sequences, keyboard walks and dictionary words at any length.
     """
-    from zxcvbn import zxcvbn
-
     if len(secret) < MIN_SECRET_LENGTH:
         return f"it is {len(secret)} characters; use at least {MIN_SECRET_LENGTH}"
-    if zxcvbn(secret[:100], max_length=100)["guesses_log10"] < MIN_SECRET_GUESSES_LOG10:
+    if _guesses_log10(secret) < MIN_SECRET_GUESSES_LOG10:
         return ("it is not random (a repeated pattern, a sequence or words, "
                 "or too few different characters)")
     return None
+
+
+def _guesses_log10(secret: str) -> float:
+    """zxcvbn's estimate of the guesses ``secret`` takes (log10). zxcvbn is let go of
+    again when this loaded it: its word lists are 10 MB that every web process would
+    keep for a check made once, at start (a password chosen later loads it anew)."""
+    loaded = "zxcvbn" in sys.modules
+    from zxcvbn import zxcvbn
+
+    try:
+        return zxcvbn(secret[:100], max_length=100)["guesses_log10"]
+    finally:
+        if not loaded:
+            for name in [n for n in sys.modules if n.partition(".")[0] == "zxcvbn"]:
+                del sys.modules[name]
 
 
 def _hosts(raw) -> tuple[str, ...]:

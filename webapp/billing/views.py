@@ -2,7 +2,8 @@
 and the top-up and plan-change forms that start a checkout."""
 import secrets
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import (Blueprint, abort, current_app, get_template_attribute,
+                   render_template, request)
 from flask_login import current_user
 
 from ..errors import render_error, render_upstream_error
@@ -21,6 +22,8 @@ bp = Blueprint("billing", __name__, url_prefix="/billing")
 PRESETS = ("25", "50", "100", "500")
 #: how much of a refused amount the audit trail keeps
 TYPED_MAX = 40
+#: charts kept rendered in each process (each with the report it was drawn from)
+RENDERED_CHARTS = 12
 
 
 @bp.context_processor
@@ -32,6 +35,22 @@ def checkout_name():
 
 def _new_nonce() -> str:
     return secrets.token_urlsafe(24)
+
+
+def _usage_chart(report, can_export: bool):
+    """The usage chart and its table as HTML, rendered once per report (the history
+    service keeps a report while nothing it shows changes) and kind of viewer: a year's
+    table is most of the page's rendering."""
+    kept = current_app.extensions.setdefault("rendered_charts", {})
+    key = (id(report), can_export)
+    found = kept.get(key)
+    if found is None or found[0] is not report:  # an id may be reused once one is gone
+        html = get_template_attribute("macros/history.html", "usage_chart")(
+            report, RANGES, can_export)
+        if len(kept) >= RENDERED_CHARTS:
+            kept.clear()
+        found = kept[key] = (report, html)
+    return found[1]
 
 
 def render_dashboard(form=None, *, status=200, back=None):
@@ -59,7 +78,9 @@ def render_dashboard(form=None, *, status=200, back=None):
     return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
-                           report=history.report, ranges=RANGES, pending=pending), status
+                           pending=pending,
+                           usage_chart=_usage_chart(history.report, current_user.can("audit"))
+                           ), status
 
 
 @bp.get("")

@@ -8,7 +8,6 @@ import re
 
 from sqlalchemy import bindparam, delete, func, select, update
 from werkzeug.security import generate_password_hash
-from zxcvbn import zxcvbn
 
 from . import trail as audit
 from ..extensions import db
@@ -55,6 +54,10 @@ def password_problem(password: str | None) -> str | None:
         return f"The password must have at least {MIN_PASSWORD} characters."
     if len(password) > MAX_PASSWORD:
         return f"The password must have at most {MAX_PASSWORD} characters."
+    # loaded here, not at import: its dictionaries are 13 MB that a web process needs
+    # only when someone chooses a password
+    from zxcvbn import zxcvbn
+
     # zxcvbn's cost grows with length; the first 100 characters tell enough
     verdict = zxcvbn(password[:100], max_length=100)
     if verdict["score"] < MIN_PASSWORD_SCORE:

@@ -41,7 +41,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -316,6 +315,8 @@ class Outbox:
         is then left alone for ``REDIS_RECHECK_SECONDS``)."""
         if self._redis is None or time.monotonic() < self._redis_down_until:
             return AWAY
+        import redis  # loaded already by whoever made the client
+
         try:
             result = command(self._redis)
         except (redis.RedisError, OSError) as exc:

@@ -173,13 +173,19 @@ def snapshots(since: datetime, until: datetime) -> list[Snapshot]:
 
 
 def marker(newest: tuple[int, Snapshot] | None, billing: Billing, seen_at: datetime):
-    """Something that changes whenever the history with this reading does, given the
-    ``(id, snapshot)`` recorded newest (for caching what is drawn from it): the newest
-    snapshot once the reading is in, and whether the reading still makes a snapshot
-    of its own (recording it may reconcile a checkout, which changes what is drawn)."""
+    """Something that changes whenever what is drawn from the history with this reading
+    does, given the ``(id, snapshot)`` recorded newest (for caching what is drawn from
+    it): the newest snapshot once the reading is in, and whether the reading still makes
+    a snapshot of its own (recording it may reconcile a checkout, which changes what is
+    drawn). The newest snapshot's "last seen" counts by its quarter hour: usage is told
+    by quarter hours, and no interval ends at the newest snapshot's last sighting, so
+    an unchanged balance read again within the quarter hour draws the same."""
     recorded = [newest[1]] if newest is not None else []
     after = with_reading(recorded, billing, seen_at)
-    return newest[0] if newest is not None else None, after[-1], len(after) > len(recorded)
+    last = after[-1]
+    seen = rollups.quarter_start(rollups.quarter_of(last.last_seen))
+    return (newest[0] if newest is not None else None, replace(last, last_seen=seen),
+            len(after) > len(recorded))
 
 
 def all_snapshot_rows():

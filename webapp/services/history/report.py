@@ -67,7 +67,8 @@ class UsageReport:
     gap_marks: list[Bar] = field(default_factory=list)
     y_max: Decimal = Decimal(1)
     ticks: list[tuple[Decimal, Decimal]] = field(default_factory=list)
-    x_labels: list[tuple[Decimal, date]] = field(default_factory=list)
+    #: the x axis's labels: where, and what (a day, or for the year a month)
+    x_labels: list[tuple[Decimal, str]] = field(default_factory=list)
     #: for a period's range: its start and end, and whether the readings reach its start
     period: tuple[datetime, datetime] | None = None
     whole: bool | None = None
@@ -191,8 +192,25 @@ def _layout(report: UsageReport) -> None:
         report.bars.append(Bar(_q(x), _q(base - height), _q(width), _q(height), day))
     report.ticks = [(_q(base - plot_h * f), report.y_max * f)
                     for f in (Decimal(0), Decimal("0.5"), Decimal(1))]
-    every = max(1, -(-n // 6))
-    report.x_labels = [(_q(LEFT + slot * i + slot / 2), rows[i].day) for i in range(0, n, every)]
+    report.x_labels = _x_labels(rows, report.weekly, slot)
+
+
+def _x_labels(rows: list[Day], weekly: bool, slot: Decimal) -> list[tuple[Decimal, str]]:
+    """About six labels under the bars: days ("Nov 19"); for the year's weeks, every
+    other month where it begins ("Jan", "Mar"), short enough for a phone (the years
+    are in the words above the chart)."""
+    def at(i: int) -> Decimal:
+        return _q(LEFT + slot * i + slot / 2)
+    if not weekly:
+        every = max(1, -(-len(rows) // 6))
+        return [(at(i), rows[i].day.strftime("%b %-d")) for i in range(0, len(rows), every)]
+    labels, month = [], None
+    for i, week in enumerate(rows):
+        first = week.day if week.day.day <= 7 else None  # the week a month begins in
+        if first is not None and first.month != month and first.month % 2 == 1:
+            month = first.month
+            labels.append((at(i), first.strftime("%b")))
+    return labels
 
 
 class PlanBook:

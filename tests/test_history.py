@@ -45,6 +45,27 @@ def test_plain_use_draws_prepaid_once_plan_credits_are_gone():
     assert span.usage == D("3.50")
 
 
+def test_usage_says_what_it_drew_from_plan_credits_and_from_prepaid():
+    """Usage draws plan credits first: the plan credits' fall is plan usage, and only what
+    is drawn beyond them comes out of prepaid credit -- with a reset between, prepaid's
+    fall is still exact; where the usage cannot be told, neither can its parts."""
+    gone = interval(snap(0, "1.00", "50"), snap(2, "0", "47.50"), D(100))
+    assert (gone.usage, gone.prepaid_used) == (D("3.50"), D("2.50"))  # $1.00 plan + $2.50
+    plain = interval(snap(0, "74.50", "50"), snap(2, "70.25", "50"), D(100))
+    assert plain.prepaid_used == 0
+    topped = interval(snap(0, "0.50", "5"), snap(2, "0", "52"), D(100), known_top_up=D(50))
+    assert (topped.usage, topped.prepaid_used) == (D("3.50"), D(3))
+    reset = interval(snap(0, "0", "40"), snap(3, "97", "38", start=P_END,
+                                              end=P_END + timedelta(days=30)), D(100))
+    assert (reset.usage, reset.prepaid_used) == (D(5), D(2))
+    assert interval(snap(0, "0.50", "5"), snap(2, "0", "52"), D(100)).prepaid_used is None
+    a, b, c = snap(0, "1.00", "50"), snap(2, "0", "47.50"), snap(4, "0", "46")
+    days = daily([a, b, c], [interval(a, b, D(100)), interval(b, c, D(100))],
+                 T0.date(), c.first_seen.date())
+    assert (sum(d.plan_usage for d in days), sum(d.prepaid_usage for d in days)) == \
+        (D(1), D(4))
+
+
 def test_top_up_during_use_is_not_usage():
     span = interval(snap(0, "74.50", "50"), snap(2, "72.00", "100"), D(100))
     assert (span.kind, span.usage, span.top_up) == ("top-up", D("2.50"), D(50))

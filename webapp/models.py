@@ -198,6 +198,8 @@ class UsageQuarter(db.Model):
     quarter: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     period_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     usage: Mapped[int] = mapped_column(BigInteger)  # millionths of a dollar
+    #: the part of ``usage`` drawn from prepaid credit (the rest drew plan credits)
+    prepaid_usage: Mapped[int] = mapped_column(BigInteger)
     top_ups: Mapped[int] = mapped_column(BigInteger)
     #: the start of the earliest interval summed here (the forecast's pace counts from it)
     first_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

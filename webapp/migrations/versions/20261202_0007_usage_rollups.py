@@ -22,6 +22,7 @@ def upgrade():
         sa.Column("quarter", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("usage", sa.BigInteger(), nullable=False),
+        sa.Column("prepaid_usage", sa.BigInteger(), nullable=False),
         sa.Column("top_ups", sa.BigInteger(), nullable=False),
         sa.Column("first_start", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closing", sa.BigInteger(), nullable=False),

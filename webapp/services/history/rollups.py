@@ -90,6 +90,8 @@ class Part:
 
     period_start: datetime
     usage: Decimal = ZERO
+    #: the part of ``usage`` drawn from prepaid credit
+    prepaid_usage: Decimal = ZERO
     top_ups: Decimal = ZERO
     #: the start of the earliest plain interval in it (``None``: none ends in it)
     first_start: datetime | None = None
@@ -102,6 +104,7 @@ class Part:
     def add(self, other: Part) -> None:
         """Add ``other``'s sums to this one's; the newer closing balance stands."""
         self.usage += other.usage
+        self.prepaid_usage += other.prepaid_usage
         self.top_ups += other.top_ups
         starts = [s for s in (self.first_start, other.first_start) if s is not None]
         self.first_start = min(starts) if starts else None
@@ -155,6 +158,7 @@ def worked_out(snaps: list[Snapshot], lo: int, hi: int | None, known_top_ups
             continue
         part = parts[(quarter_of(span.end), span.period_start)]  # ``b`` covers it
         part.usage += span.usage
+        part.prepaid_usage += span.prepaid_used
         part.top_ups += span.top_up
         part.first_start = span.start if part.first_start is None else \
             min(part.first_start, span.start)
@@ -196,7 +200,7 @@ def _roll(lo: int, hi: int) -> None:
     if parts:
         db.session.execute(insert(UsageQuarter.__table__), [
             dict(quarter=q, period_start=p.period_start, usage=_micros(p.usage),
-                 top_ups=_micros(p.top_ups), first_start=p.first_start,
+                 prepaid_usage=_micros(p.prepaid_usage), top_ups=_micros(p.top_ups), first_start=p.first_start,
                  closing=_micros(p.closing), closing_at=p.closing_at)
             for (q, _), p in parts.items()])
     if apart:
@@ -325,24 +329,25 @@ def day_sums(grid: Grid, before: int, since: int = 0) -> dict[tuple[date, dateti
     if hi <= lo:
         return {}
     rows = select(grid.ordinal(q.c.quarter).label("day"), q.c.period_start, q.c.quarter,
-                  q.c.usage, q.c.top_ups, q.c.first_start) \
+                  q.c.usage, q.c.prepaid_usage, q.c.top_ups, q.c.first_start) \
         .where(q.c.quarter >= lo, q.c.quarter < hi).subquery()
     days = select(rows.c.day, rows.c.period_start, func.sum(rows.c.usage).label("usage"),
+                  func.sum(rows.c.prepaid_usage).label("prepaid_usage"),
                   func.sum(rows.c.top_ups).label("top_ups"),
                   func.min(rows.c.first_start).label("first_start"),
                   func.max(rows.c.quarter).label("last")) \
         .group_by(rows.c.day, rows.c.period_start).subquery()
     found = db.session.execute(
-        select(days.c.day, days.c.period_start, days.c.usage, days.c.top_ups,
-               days.c.first_start, days.c.last, q.c.closing, q.c.closing_at)
+        select(days.c.day, days.c.period_start, days.c.usage, days.c.prepaid_usage,
+               days.c.top_ups, days.c.first_start, days.c.last, q.c.closing, q.c.closing_at)
         # the day's newest quarter hour, looked up among the grid's alone (a planner
         # left to itself may read the whole table to join a handful of rows)
         .join(q, and_(q.c.quarter == days.c.last, q.c.period_start == days.c.period_start,
                       q.c.quarter >= lo, q.c.quarter < hi)))
     return {(date.fromordinal(day), period): Part(
-        period, usage=_dollars(usage), top_ups=_dollars(top_ups), first_start=first_start,
-        closing=_dollars(closing), closing_at=closing_at, last=last)
-        for day, period, usage, top_ups, first_start, last, closing, closing_at in found}
+        period, usage=_dollars(usage), prepaid_usage=_dollars(prepaid), top_ups=_dollars(top_ups),
+        first_start=first_start, closing=_dollars(closing), closing_at=closing_at, last=last)
+        for day, period, usage, prepaid, top_ups, first_start, last, closing, closing_at in found}
 
 
 def days_from(parts: dict[tuple[date, datetime], Part], spans: list[Interval], first: date,
@@ -360,6 +365,7 @@ def days_from(parts: dict[tuple[date, datetime], Part], spans: list[Interval], f
             continue
         day.readings = True
         day.usage = (day.usage or ZERO) + part.usage
+        day.prepaid_usage += part.prepaid_usage
         day.top_ups += part.top_ups
         order = (part.last, part.closing_at)
         if part.closing is not None and (d not in newest or order > newest[d]):

@@ -80,6 +80,9 @@ class Interval:
     #: rule 3: plan credits left at the old period's last reading, used before the reset
     #: or expired at it -- the old period's unknown, at most this much
     before_reset_up_to: Decimal = ZERO
+    #: the part of ``usage`` drawn from prepaid credit (the rest drew plan credits);
+    #: ``None`` when the usage cannot be told
+    prepaid_used: Decimal | None = ZERO
 
 
 def interval(a: Snapshot, b: Snapshot, monthly_credits: Decimal | str | None,
@@ -100,33 +103,35 @@ def interval(a: Snapshot, b: Snapshot, monthly_credits: Decimal | str | None,
 
     if b.period_start > a.period_start:  # rule 3 (a plan change at a reset counts as one)
         if not isinstance(monthly_credits, Decimal) or b.plan_credits > monthly_credits:
-            return Interval(kind="reset", usage=None,
+            return Interval(kind="reset", usage=None, prepaid_used=None,
                             note="a new period began on a plan whose allowance is not known, "
                                  "so usage across the reset cannot be told", **common)
         left = max(ZERO, a.plan_credits)
         return Interval(kind="reset", usage=monthly_credits - b.plan_credits + prepaid_drawn,
-                        before_reset_up_to=left,
+                        prepaid_used=prepaid_drawn, before_reset_up_to=left,
                         note=(f"up to {money(left)} more: the plan credits left at the last "
                               "reading before the reset, used before it or expired at it (the "
                               "readings cannot tell which)" if left > 0 else None), **common)
     if b.plan != a.plan:  # rule 4
-        return Interval(kind="plan change", usage=None,
+        return Interval(kind="plan change", usage=None, prepaid_used=None,
                         note=f"the plan changed from {plan_name(a.plan)} to "
                              f"{plan_name(b.plan)} and its credits were granted again, so "
                              "usage at the change cannot be told", **common)
     if plan_used < 0:  # rule 5
-        return Interval(kind="credits added", usage=None,
+        return Interval(kind="credits added", usage=None, prepaid_used=None,
                         note="plan credits were added mid-period, so usage then cannot be "
                              "told", **common)
     if prepaid_delta <= 0:  # rule 1
-        return Interval(kind="use", usage=plan_used + prepaid_drawn, **common)
+        return Interval(kind="use", usage=plan_used + prepaid_drawn, prepaid_used=prepaid_drawn,
+                        **common)
     # rule 2: prepaid grew
-    if b.plan_credits > 0:
+    if b.plan_credits > 0:  # plan credits left: none of the usage drew prepaid credit
         return Interval(kind="top-up", usage=plan_used, **common)
     if known_top_up is not None and known_top_up >= prepaid_delta:
         return Interval(kind="top-up", usage=plan_used + known_top_up - prepaid_delta,
+                        prepaid_used=known_top_up - prepaid_delta,
                         **{**common, "top_up": known_top_up})
-    return Interval(kind="top-up", usage=None,
+    return Interval(kind="top-up", usage=None, prepaid_used=None,
                     note="a top-up arrived after plan credits ran out, so prepaid use and new "
                          "credit cannot be told apart", **common)
 
@@ -142,7 +147,8 @@ def opening(first: Snapshot, monthly_credits: Decimal | str | None) -> Interval 
                   gap=first.first_seen - first.period_start > MAX_INTERVAL)
     if first.plan_credits > 0:  # plan credits are drawn first: no prepaid was used
         return Interval(usage=monthly_credits - first.plan_credits, **common)
-    return Interval(usage=None, note="the plan credits ran out before the first reading of "
+    return Interval(usage=None, prepaid_used=None,
+                    note="the plan credits ran out before the first reading of "
                     "the period, so prepaid use before it cannot be told", **common)
 
 
@@ -169,8 +175,9 @@ class Day:
     """One calendar day of ``zone`` (or, for a long chart, one week: ``day`` to ``last``)
     of usage. ``usage`` is ``None`` on a day with no readings.
 
-    ``usage`` is what the readings tell; ``up_to`` how much more there may have
-    been (rule 3); ``unknown`` whether some of it cannot be told at all;
+    ``usage`` is what the readings tell, ``prepaid_usage`` the part of it drawn from
+    prepaid credit (``plan_usage`` the rest); ``up_to`` how much more there may have
+    been (rule 3, plan credits); ``unknown`` whether some of it cannot be told at all;
     ``notes`` say why, in words. ``since`` / ``until``: the day is cut at a
     period's start or end (the rest of it belongs to the other period).
     ``start`` / ``end``: the instants (UTC) the row covers, cut included.
@@ -178,6 +185,7 @@ class Day:
 
     day: date
     usage: Decimal | None = None
+    prepaid_usage: Decimal = ZERO
     top_ups: Decimal = ZERO
     closing: Decimal | None = None
     readings: bool = False
@@ -196,6 +204,11 @@ class Day:
     @property
     def partial(self) -> bool:
         return self.unknown or self.up_to > 0
+
+    @property
+    def plan_usage(self) -> Decimal | None:
+        """The part of ``usage`` that drew plan credits."""
+        return None if self.usage is None else self.usage - self.prepaid_usage
 
     @property
     def at_most(self) -> Decimal | None:
@@ -239,6 +252,7 @@ def _place(day: Day, span: Interval, *, usage: bool, bound: bool) -> None:
             day.notes.append(span.note)
         else:
             day.usage += span.usage
+            day.prepaid_usage += span.prepaid_used
     if bound and span.before_reset_up_to > 0:
         day.up_to += span.before_reset_up_to
         day.notes.append(span.note)
@@ -330,6 +344,7 @@ def weekly(days: list[Day]) -> list[Day]:
             continue
         week.readings, week.days_read = True, week.days_read + 1
         week.usage = (week.usage or ZERO) + (d.usage or ZERO)
+        week.prepaid_usage += d.prepaid_usage
         week.top_ups += d.top_ups
         week.up_to += d.up_to
         week.unknown = week.unknown or d.unknown

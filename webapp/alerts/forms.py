@@ -2,11 +2,13 @@ import re
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import (IntegerField, SelectChoice, SelectMultipleField, StringField,
-                     SubmitField, TextAreaField, ValidationError)
+from wtforms import (IntegerField, RadioField, SelectChoice, SelectField,
+                     SelectMultipleField, StringField, SubmitField, TextAreaField,
+                     ValidationError)
 from wtforms.validators import NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..formatting import money
 from ..services.amount import AmountError, parse_amount
 from ..security import has_control_characters
 
@@ -14,6 +16,8 @@ EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
 MAX_EXTRA = 20
 #: the column the addresses are kept in, joined by commas
 MAX_EXTRA_CHARACTERS = 2000
+#: no team's budget is above this; a figure beyond it is a typo
+MAX_BUDGET = Decimal(10_000_000)
 
 
 class AlertRulesForm(FlaskForm):
@@ -61,3 +65,46 @@ class AlertRulesForm(FlaskForm):
 
 class SendTestForm(FlaskForm):
     submit = SubmitField("Send test alert")
+
+
+class BudgetForm(FlaskForm):
+    """The budget (empty: none), its window, and the spike alert's sensitivity."""
+
+    amount = StringField("Budget (USD)", render_kw={"inputmode": "decimal",
+                                                    "autocomplete": "off"})
+    basis = RadioField("Per", choices=[SelectChoice("period", "Plan period"),
+                                       SelectChoice("month", "Calendar month")],
+                       default="period", validate_choice=False)
+    spike_sensitivity = SelectField(
+        "Spend-spike alerts", default="medium",
+        choices=[SelectChoice("low", "Low: only hours far above usual"),
+                 SelectChoice("medium", "Medium"),
+                 SelectChoice("high", "High: hours somewhat above usual too")],
+        validate_choice=False)
+    submit = SubmitField("Save budget")
+
+    #: the parsed amount (``None``: no budget), set by the validator
+    decimal = None
+
+    def validate_amount(self, field):
+        self.decimal = None
+        text = (field.data or "").strip()
+        if not text:
+            return
+        try:
+            amount = parse_amount(text, Decimal("0.01"), Decimal(10) ** 15)
+        except AmountError as exc:
+            raise ValidationError(str(exc).replace("top-up", "budget")) from None
+        if amount < 1:
+            raise ValidationError("A budget is at least $1.00; leave the field empty for none.")
+        if amount > MAX_BUDGET:
+            raise ValidationError(f"A budget is at most {money(MAX_BUDGET)}.")
+        self.decimal = amount
+
+    def validate_basis(self, field):
+        if field.data not in ("period", "month"):
+            raise ValidationError("Choose a plan period or a calendar month.")
+
+    def validate_spike_sensitivity(self, field):
+        if field.data not in ("low", "medium", "high"):
+            raise ValidationError("Choose low, medium or high.")

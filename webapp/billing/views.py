@@ -11,7 +11,8 @@ from ..services import checkouts, trail
 from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
-from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
+from ..services.budget import budget_for_page
+from ..services.history.report import DEFAULT_RANGE, RANGES, page_history, with_budget_line
 from ..services.zone import display_zone
 from ..services.amount import range_text
 from .forms import ChangePlanForm, TopUpForm
@@ -48,6 +49,11 @@ def render_dashboard(form=None, *, status=200, back=None):
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
                            overview.now, overview.known_plans, read_at=overview.fetched_at,
                            zone=display_zone())
+    _, budget = budget_for_page(overview.billing, overview.forecast, overview.known_plans,
+                                overview.now, read_at=overview.fetched_at, zone=display_zone())
+    report = history.report
+    if budget is not None:
+        report = with_budget_line(report, budget.per_day)
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)
@@ -59,7 +65,8 @@ def render_dashboard(form=None, *, status=200, back=None):
     return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
-                           report=history.report, ranges=RANGES, pending=pending), status
+                           report=report, ranges=RANGES, pending=pending,
+                           budget=budget), status
 
 
 @bp.get("")

@@ -35,6 +35,7 @@ from ..zone import display_zone
 log = logging.getLogger(__name__)
 
 PLAN_THRESHOLDS = (50, 80, 100)
+BUDGET_THRESHOLDS = (50, 80, 100)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Crossing:
     title: str
     body: str
     figures: dict
+    #: crossed together with a higher threshold of the same rule: marked fired, unsent
+    quiet: bool = False
 
 
 def settings() -> AlertSettings:
@@ -130,14 +133,16 @@ def outlook_sentence(outlook) -> str:
 
 
 def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime,
-               rules: AlertSettings, *, forecast_known: bool = True
-               ) -> tuple[list[Crossing], list[str]]:
+               rules: AlertSettings, *, forecast_known: bool = True, budget=None,
+               forecast_held: bool = False) -> tuple[list[Crossing], list[str]]:
     """The crossings true now, and the state keys of rules whose condition is false.
 
     ``outlook`` is the account's forecast (``services.forecast.account_forecast``),
     the one the page shows. With ``forecast_known`` false (no plan list to
     forecast from) the run-out rule is in neither list: it is left as it is for
-    the next reading.
+    the next reading. ``budget`` is the budget's status (``services.budget.status``,
+    ``None``: no budget); its alerts fire once a window each and never re-arm within
+    it, the forecast's only when ``forecast_held`` (``held_twice``).
     """
     true, false = [], []
     summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
@@ -183,7 +188,63 @@ def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime
                          pacePerDay=outlook.pace_per_day)))
         else:
             false.append(key)
+    if budget is not None:
+        true += budget_crossings(billing, budget, forecast_held)
     return true, false
+
+
+def _links() -> str:
+    """Where to act on a budget alert: the billing page's top-up form and plan cards."""
+    public = current_app.config["PUBLIC_URL"]
+    if not public:
+        return "Top up or change plan on the dashboard's billing page."
+    base = public.rstrip("/")
+    return f"Top up: {base}/billing#topup · Plans: {base}/billing#plans-title"
+
+
+def budget_crossings(billing: Billing, budget, forecast_held: bool) -> list[Crossing]:
+    """The budget's thresholds crossed (lower ones crossed with a higher one are quiet:
+    lowering the budget below what is spent sends one alert, not three), and the
+    forecast over budget once it has held (``held_twice``)."""
+    out = []
+    said = budget.words()
+    stops = "A budget does not stop usage: the API has no cap."
+    crossed = [t for t in BUDGET_THRESHOLDS if budget.percent_used >= t]
+    figures = dict(budget=budget.amount, budgetBasis=budget.basis,
+                   budgetWindow=budget.window.key, used=budget.used,
+                   forecast=budget.forecast if budget.forecast is not None else "unknown")
+    for threshold in crossed:
+        out.append(Crossing(
+            "budget", f"budget:{threshold}:{budget.window.key}",
+            f"{threshold}% of the budget used",
+            f"{money(budget.used)} of the {money(budget.amount)} budget for "
+            f"{budget.window.name} is used: {said}. {stops} {_links()}",
+            _figures(billing, threshold=threshold, **figures),
+            quiet=threshold != crossed[-1]))
+    if budget.forecast_ready and budget.forecast_over and forecast_held and not budget.over:
+        out.append(Crossing(
+            "budget forecast", f"budget-forecast:{budget.window.key}",
+            "Forecast over budget",
+            f"At the current pace ({money(budget.pace_per_day)} a day) {budget.window.name} "
+            f"comes to {money(budget.forecast)} against a {money(budget.amount)} budget: "
+            f"{said}. {stops} {_links()}",
+            _figures(billing, threshold="forecast", **figures)))
+    return out
+
+
+def held_twice(window_key: str, over: bool, read_at: datetime) -> bool:
+    """Whether the forecast has been over budget on this reading and the one before it
+    (readings in order: a reading older than the newest counted changes nothing). The
+    count is an alert state row's ``crossings``, moved by one conditional UPDATE, so
+    however many processes check one reading it counts once. Raises ``SQLAlchemyError``."""
+    key = f"budget-forecast-held:{window_key}"
+    _states([key])
+    db.session.execute(update(AlertState).where(AlertState.key == key, _acts(read_at))
+                       .values(crossings=(AlertState.crossings + 1) if over else 0,
+                               reading_at=read_at))
+    db.session.commit()
+    return over and db.session.scalar(select(AlertState.crossings).where(
+        AlertState.key == key)) >= 2
 
 
 def _states(keys: list[str]) -> None:
@@ -228,7 +289,8 @@ def fire_crossings(crossings: list[Crossing], rearm: list[str], read_at: datetim
             AlertState.key == c.state_key, AlertState.armed.is_(True), _acts(read_at))
             .values(armed=False, crossings=AlertState.crossings + 1, reading_at=read_at)
         ).rowcount == 1
-        if not won:  # fired already, or a newer reading acted: only the time moves on
+        if not won or c.quiet:  # fired already, a newer reading acted, or said by a
+            # higher threshold: only the time moves on
             db.session.execute(update(AlertState).where(
                 AlertState.key == c.state_key, _acts(read_at)).values(reading_at=read_at))
             db.session.commit()

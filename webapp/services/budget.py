@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from . import trail
 from ..database import UNAVAILABLE, mark_busy
 from ..extensions import db
-from ..formatting import day, money
+from ..formatting import day, money, short_day
 from ..giga import Billing
 from ..models import BudgetSettings
 from .history.report import MONTH, chart
@@ -164,7 +164,7 @@ class BudgetStatus:
             parts.append(f"budget reached, {money(self.used - self.amount)} over")
         elif self.reached_on is not None:
             early = self.days_early
-            when = f"budget reached {_short(self.reached_on, self.zone)}"
+            when = f"budget reached {short_day(self.reached_on, self.zone)}"
             parts.append(f"{when}, {early} day{'s' if early != 1 else ''} early" if early
                          else f"{when}, the window's last day")
         elif self.forecast is not None:
@@ -175,11 +175,6 @@ class BudgetStatus:
 def percent(value: Decimal) -> str:
     """``62 %``: whole percents, rounded down (``100 %`` only once it is reached)."""
     return f"{int(value.to_integral_value(rounding=ROUND_FLOOR))} %"
-
-
-def _short(when: datetime, zone: ZoneInfo) -> str:
-    local = when.astimezone(zone)
-    return f"{local:%b} {local.day}"
 
 
 def status(row: BudgetSettings, billing: Billing, outlook, plans, now: datetime, *,

@@ -29,9 +29,10 @@ from ...giga import GigaError
 from ...giga import Billing, Plan
 from ...models import Alert, AlertAttempt, AlertDelivery, AlertState
 from . import channels
+from .. import spikes
 from ..budget import budget_settings, status as budget_status
 from .rules import (PLAN_THRESHOLDS, Crossing, conditions, email_recipients, fire_crossings,
-                    held_twice, settings)
+                    held_twice, settings, spike_crossings)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
         crossed, rearm = conditions(billing, monthly, outlook, read_at, rules,
                                     forecast_known=plans is not None, budget=budget,
                                     forecast_held=held)
+        crossed += spike_crossings(billing, spikes.due(
+            billing, read_at, budget_settings().spike_sensitivity, cfg["SPIKE_MIN_AMOUNT"],
+            display_zone()), outlook, read_at)
         fired = fire_crossings(crossed, rearm, read_at, targets(cfg, rules))
     except SQLAlchemyError as exc:
         db.session.rollback()

@@ -27,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ...database import UNAVAILABLE, mark_busy
 from ...extensions import db
-from ...formatting import day, moment, money
+from ...formatting import day, moment, money, short_day
 from ...giga import Billing
 from ...models import Alert, AlertDelivery, AlertSettings, AlertState, User
+from ..spikes import HOUR, runs_out_at_pace
 from ..zone import display_zone
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,47 @@ def budget_crossings(billing: Billing, budget, forecast_held: bool) -> list[Cros
             f"comes to {money(budget.forecast)} against a {money(budget.amount)} budget: "
             f"{said}. {stops} {_links()}",
             _figures(billing, threshold="forecast", **figures)))
+    return out
+
+
+def _hhmm(when: datetime) -> str:
+    return f"{when.astimezone(display_zone()):%H:%M}"
+
+
+def spike_crossings(billing: Billing, told: list, outlook, now: datetime) -> list[Crossing]:
+    """The spend-spike alerts due (``spikes.due``), in words: ``14:00–15:00: $8.20 against
+    a usual $1.20; at this pace the balance runs out Mar 21 instead of Apr 2``."""
+    out = []
+    for t in told:
+        hour = t.hour
+        until = min(now, hour.start + HOUR) if t.running else hour.start + HOUR
+        hours = Decimal(int((until - hour.start).total_seconds())) / 3600
+        pace = hour.usage / max(hours, Decimal(1) / 60) * 24
+        gone = runs_out_at_pace(billing, outlook, pace, now)
+        usual_gone = outlook.balance_runs_out if outlook is not None else None
+        if gone is None:
+            then = "at this pace the balance still lasts"
+        elif gone - now < timedelta(days=1):
+            then = f"at this pace the balance runs out around {_hhmm(gone)} " \
+                   f"({short_day(gone, display_zone())})"
+        else:
+            then = f"at this pace the balance runs out {short_day(gone, display_zone())}"
+            then += f" instead of {short_day(usual_gone, display_zone())}" if usual_gone is not None else \
+                " instead of lasting"
+        so_far = " so far" if t.running else ""
+        said = (f"{_hhmm(hour.start)}–{_hhmm(until)}: {money(hour.usage)}{so_far} against a "
+                f"usual {money(t.verdict.usual)}; {then}")
+        minutes = int((until - hour.start).total_seconds()) // 60
+        within = "in an hour" if minutes >= 60 else f"in {minutes} minutes"
+        title = f"Spend spike{' doubled' if t.doubling else ''}: {money(hour.usage)} {within}"
+        out.append(Crossing(
+            "spend spike", t.key, title,
+            f"{said}. The usual is the median of the same hour on the 7 days before; an "
+            f"alert needs at least {money(t.verdict.threshold)} in the hour. "
+            f"Check for a runaway agent. {_links()}",
+            _figures(billing, threshold=t.verdict.threshold, hourStart=hour.start.isoformat(),
+                     hourUsage=hour.usage, usual=t.verdict.usual, pacePerDay=pace,
+                     runsOutAtPace=gone.isoformat() if gone else "never")))
     return out
 
 

@@ -12,6 +12,8 @@ from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
 from ..services.budget import budget_for_page
+from ..services.history.readings import first_reading_at
+from ..services.planfit import plan_fit
 from ..services.history.report import DEFAULT_RANGE, RANGES, page_history, with_budget_line
 from ..services.zone import display_zone
 from ..services.amount import range_text
@@ -54,6 +56,8 @@ def render_dashboard(form=None, *, status=200, back=None):
     report = history.report
     if budget is not None:
         report = with_budget_line(report, budget.per_day)
+    fit = plan_fit(overview.billing, overview.known_plans, overview.now,
+                   read_at=overview.fetched_at, zone=display_zone(), began=first_reading_at())
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)
@@ -66,7 +70,7 @@ def render_dashboard(form=None, *, status=200, back=None):
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
                            report=report, ranges=RANGES, pending=pending,
-                           budget=budget), status
+                           budget=budget, fit=fit), status
 
 
 @bp.get("")

@@ -36,9 +36,9 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..giga import Billing
-from ..models import BalanceSnapshot, UsageQuarter
+from ..models import UsageQuarter
 from .forecast import runs_out
-from .history.readings import with_reading
+from .history.readings import first_reading_at, with_reading
 from .history.rollups import (QUARTER, lazy_top_ups, quarter_of, quarter_start, tail,
                               worked_out)
 
@@ -197,17 +197,12 @@ def episodes(hours: dict[datetime, Hour], now: datetime, sensitivity: str, least
     return told
 
 
-def history_began() -> datetime | None:
-    """When the first reading kept was taken. Raises ``SQLAlchemyError``."""
-    return db.session.scalar(select(func.min(BalanceSnapshot.first_seen_at)))
-
-
 def due(billing: Billing, read_at: datetime, sensitivity: str, least: Decimal,
         zone: ZoneInfo) -> list[Told]:
     """The spike alerts due on the reading of ``billing`` at ``read_at``: those of the
     hour it is in and the hour before (an older one had its own readings to be told
     by). None in the first 7 days of history. Raises ``SQLAlchemyError``."""
-    began = history_began()
+    began = first_reading_at()
     if began is None or read_at - began < timedelta(days=BASELINE_DAYS):
         return []
     since = same_hour_before(hour_start(read_at - LOOK_BACK, zone), BASELINE_DAYS, zone)

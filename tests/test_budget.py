@@ -158,10 +158,11 @@ def test_lowering_the_budget_below_what_is_spent_fires_one_alert_at_once(budget_
 
 
 @pytest.mark.parametrize("typed, message", [
-    ("-50", "Enter a positive amount."),
+    ("-50", "Enter a positive amount. From $1.00 to $10,000,000.00, in dollars and cents."),
     ("lots", "Enter the amount as a number, like 50 or 12.50."),
-    ("99999999", "A budget is at most $10,000,000.00."),
-    ("0.50", "A budget is at least $1.00; leave the field empty for none."),
+    ("99999999", "The largest budget is $10,000,000.00."),
+    ("1e9", "Write the amount in plain digits, like 50 or 12.50 (no exponents)."),
+    ("0.50", "The smallest budget is $1.00."),
 ])
 def test_a_bad_budget_gets_a_message_by_the_field_and_changes_nothing(budget_app, typed,
                                                                      message):

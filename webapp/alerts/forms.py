@@ -8,7 +8,6 @@ from wtforms import (IntegerField, RadioField, SelectChoice, SelectField,
 from wtforms.validators import NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..formatting import money
 from ..services.amount import AmountError, parse_amount
 from ..security import has_control_characters
 
@@ -92,14 +91,9 @@ class BudgetForm(FlaskForm):
         if not text:
             return
         try:
-            amount = parse_amount(text, Decimal("0.01"), Decimal(10) ** 15)
-        except AmountError as exc:
+            self.decimal = parse_amount(text, Decimal(1), MAX_BUDGET)
+        except AmountError as exc:  # its words are a top-up's
             raise ValidationError(str(exc).replace("top-up", "budget")) from None
-        if amount < 1:
-            raise ValidationError("A budget is at least $1.00; leave the field empty for none.")
-        if amount > MAX_BUDGET:
-            raise ValidationError(f"A budget is at most {money(MAX_BUDGET)}.")
-        self.decimal = amount
 
     def validate_basis(self, field):
         if field.data not in ("period", "month"):

@@ -16,9 +16,10 @@ from ..services.alerting.deliveries import (configured, deliveries_of, evaluate,
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
 
-def _budget_form(formdata=None):
+def _budget_form():
+    """The budget form filled with what is kept, and the kept row."""
     row = budgets.budget_settings()
-    return BudgetForm(formdata=formdata, amount=str(row.amount or ""), basis=row.basis,
+    return BudgetForm(formdata=None, amount=str(row.amount or ""), basis=row.basis,
                       spike_sensitivity=row.spike_sensitivity), row
 
 

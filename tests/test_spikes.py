@@ -1,20 +1,23 @@
 """The spend-spike rule on made-up histories of hours, then through the app: a spike seeded
-into the sandbox with three servers on Redis and pollers, and nobody looking."""
+into the sandbox, read at once by three pollers and a page view on each of three servers
+on Redis; and ``flask sandbox spike``, as the README walks through it."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
-import pytest
+import requests
 
 from webapp.extensions import db
 from webapp.models import BalanceSnapshot
 from webapp.services.history.readings import rebuild_usage
 from webapp.services.spikes import HOUR, Hour, episodes, is_spike
+from webapp.services.users import create_user
 
 from .conftest import make_app
 from .support.processes import Gunicorn, flask
@@ -143,6 +146,18 @@ def _dense_week(app, sandbox, *, days=8, every=timedelta(minutes=5), per_reading
         db.session.commit()
 
 
+def _signed_in(base: str) -> requests.Session:
+    """A viewer signed in to the server at ``base``, as a browser does (CSRF on)."""
+    session = requests.Session()
+    page = session.get(base + "/signin", timeout=10).text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    answer = session.post(base + "/signin", data={"email": "eyes@example.com",
+                                                  "password": "violet-anchor-meadow-42",
+                                                  "csrf_token": token}, timeout=10)
+    assert answer.url.endswith("/billing"), answer.status_code
+    return session
+
+
 def test_a_spike_seeded_into_the_sandbox_fires_one_alert_across_three_servers_on_redis(
         tmp_path, sandbox, receiver, redis_server):
     env = {"GIGA_API_URL": sandbox.url, "GIGA_API_KEY": sandbox.api_key,
@@ -154,20 +169,28 @@ def test_a_spike_seeded_into_the_sandbox_fires_one_alert_across_three_servers_on
     app = make_app(tmp_path, **{k: env[k] for k in ("GIGA_API_URL", "GIGA_API_KEY",
                                                      "DATABASE_URL")})
     _dense_week(app, sandbox)
+    with app.app_context():
+        create_user("eyes@example.com", "viewer", "violet-anchor-meadow-42")
     servers = [Gunicorn(env, tmp_path / "gunicorn.log") for _ in range(3)]
     try:
         quiet = flask(env, "billing", "poll")  # a usual hour: nothing
         assert quiet.returncode == 0, quiet.stderr
         assert "spike" not in quiet.stdout.lower()
+        viewers = [_signed_in(server.base) for server in servers]
         sandbox.state.spend(D("6.00"))  # a runaway agent: $6 within minutes
-        results = []
-        polls = [threading.Thread(target=lambda: results.append(flask(env, "billing", "poll")))
-                 for _ in range(3)]
-        for p in polls:
+        results, pages = [], []
+        readers = [threading.Thread(target=lambda: results.append(flask(env, "billing", "poll")))
+                   for _ in range(3)]
+        readers += [threading.Thread(target=lambda v=v, s=s: pages.append(
+            v.get(s.base + "/billing", timeout=30).status_code))
+            for v, s in zip(viewers, servers)]
+        for p in readers:
             p.start()
-        for p in polls:
+        for p in readers:
             p.join()
         assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+        assert pages == [200, 200, 200]
+        threading.Event().wait(2.5)  # the servers' senders take their turn
         sandbox.state.spend(D("0.50"))  # the episode goes on, not doubled: nothing new
         assert flask(env, "billing", "poll").returncode == 0
     finally:

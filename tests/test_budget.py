@@ -237,3 +237,37 @@ def test_the_poller_alone_sends_each_budget_threshold_once_and_the_forecast_once
     forecast = next(w for w in _webhooks(receiver) if w["rule"] == "budget forecast")
     assert "against a $50.00 budget" in forecast["text"]
     assert "A budget does not stop usage" in forecast["text"]
+
+
+def test_the_forecast_must_be_over_on_two_readings_in_a_row(app):
+    """``held_twice``: a reading under budget starts the count again; a reading checked a
+    second time (another process) or late (older than the newest) counts for nothing."""
+    from webapp.services.alerting.rules import held_twice
+
+    t = datetime(2027, 3, 10, tzinfo=timezone.utc)
+    with app.app_context():
+        seen = [held_twice("period:x", over, t + timedelta(minutes=i))
+                for i, over in enumerate([True, False, True])]
+        assert seen == [False, False, False]
+        assert held_twice("period:x", True, t + timedelta(minutes=2)) is False  # the same
+        assert held_twice("period:x", True, t + timedelta(minutes=1)) is False  # older
+        assert held_twice("period:x", True, t + timedelta(minutes=3)) is True
+        assert held_twice("period:other", True, t + timedelta(minutes=4)) is False  # its own
+
+
+def test_a_budget_without_the_plan_list_says_it_cannot_be_measured(fault_server, fault_app,
+                                                                   fault_client):
+    """The period's "used" comes from the forecast, which needs the plan list: while it
+    cannot be read, the card names the budget and says why there is no figure, rather
+    than "No budget is set"."""
+    from .support.faultserver import BILLING, error, ok
+
+    fault_server.handler = lambda method, path, body: (
+        error(503, "unavailable") if path.endswith("/plans") else ok(BILLING))
+    with fault_app.app_context():
+        db.session.add(_row("250"))
+        db.session.commit()
+    html = fault_client.get("/billing").get_data(as_text=True)
+    card = re.search(r'<section class="card budget".*?</section>', html, re.S).group(0)
+    assert "The budget, $250.00 a plan period, cannot be measured just now" in card
+    assert "No budget is set" not in card

@@ -51,7 +51,7 @@ def render_dashboard(form=None, *, status=200, back=None):
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
                            overview.now, overview.known_plans, read_at=overview.fetched_at,
                            zone=display_zone())
-    _, budget = budget_for_page(overview.billing, overview.forecast, overview.known_plans,
+    budget_row, budget = budget_for_page(overview.billing, overview.forecast, overview.known_plans,
                                 overview.now, read_at=overview.fetched_at, zone=display_zone())
     report = history.report
     if budget is not None:
@@ -70,7 +70,7 @@ def render_dashboard(form=None, *, status=200, back=None):
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
                            report=report, ranges=RANGES, pending=pending,
-                           budget=budget, fit=fit), status
+                           budget=budget, budget_row=budget_row, fit=fit), status
 
 
 @bp.get("")

@@ -149,10 +149,6 @@ class BudgetStatus:
         return (self.window.end.astimezone(self.zone).date()
                 - self.reached_on.astimezone(self.zone).date()).days
 
-    @property
-    def left(self) -> Decimal:
-        return self.amount - self.used
-
     def words(self) -> str:
         """``62 % used · on pace for 114 % · budget reached Mar 26, 5 days early``."""
         parts = [f"{percent(self.percent_used)} used"]

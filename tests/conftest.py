@@ -98,6 +98,28 @@ def make_app(tmp_path, **overrides):
     return app
 
 
+def own_sandbox_app(tmp_path, **more):
+    """The dashboard in sandbox mode with a sandbox of its own (its state and database in
+    ``tmp_path``, seeded on its first start as a newcomer's is), no spending of its own;
+    the caller stops ``app.extensions["sandbox"]``."""
+    return make_app(tmp_path, GIGA_SANDBOX="1", SANDBOX_STATE_PATH=str(tmp_path / "state.json"),
+                    SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.db'}",
+                    SANDBOX_SPEND_PER_HOUR="0", BILLING_CACHE_TTL="0", **more)
+
+
+@pytest.fixture
+def own_sandbox(tmp_path, receiver):
+    """``own_sandbox_app`` alerting to ``receiver``, with finance signed in on a client:
+    ``(app, client, runner)``; its sandbox is stopped afterwards."""
+    app = own_sandbox_app(tmp_path, ALERT_WEBHOOK_URL=receiver.url)
+    client = app.test_client()
+    try:
+        AuthActions(client).login("finance")
+        yield app, client, app.test_cli_runner()
+    finally:
+        app.extensions["sandbox"].stop()
+
+
 @pytest.fixture
 def app(tmp_path, sandbox):
     """The dashboard in sandbox mode against the shared sandbox, CSRF off."""

@@ -320,3 +320,34 @@ def test_chart_table_and_csv_agree_day_by_day_in_los_angeles(tmp_path, sandbox):
     total = re.search(r'id="usage-total">([^<]+)<', html).group(1)
     assert re.search(r'id="usage-total">([^<]+)<', utc_html).group(1) == total
     assert _money(total) == sum(_money(r["usage (USD)"]) for r in csv_rows if r["usage (USD)"])
+
+
+def test_budget_card_chart_line_and_alert_agree_to_the_cent(tmp_path, sandbox, receiver):
+    """A budget below what this period used: the card's "used" is the forecast card's, the
+    chart's line is the budget over the period's days, and the alert quotes both."""
+    app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0",
+                   ALERT_WEBHOOK_URL=receiver.url, ALERT_SEND_EVERY="3600")
+    _write(app, sandbox, _mid_day_period_with_a_reset(datetime.now(timezone.utc)))
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    html = client.get("/billing?range=period").get_data(as_text=True)
+    used = _money(re.search(r'id="used-this-period"><strong>\$([\d,.]+)<', html).group(1))
+    assert client.post("/alerts/budget", data={"amount": "60", "basis": "period",
+                                               "spike_sensitivity": "medium"}
+                       ).status_code == 303
+    html = client.get("/billing?range=period").get_data(as_text=True)
+    assert _money(re.search(r'id="budget-used">([^<]+)<', html).group(1)) == used
+    assert _money(re.search(r'id="used-this-period"><strong>\$([\d,.]+)<', html)
+                  .group(1)) == used
+    per_day = (D(60) / 30).quantize(D("0.01"))  # the period is 30 days long
+    line = re.search(r'id="budget-line"[^>]*><title>Budget’s share a day: ([^<]+)<', html)
+    assert _money(line.group(1)) == per_day
+    assert f"budget’s share a day, ${per_day}" in html
+    words = re.search(r'id="budget-words"><strong>([^<]+)<', html).group(1)
+    assert words.startswith(f"{int(used / 60 * 100)} % used")
+    deliver_all(app)
+    alert, = [json.loads(b) for _, b in receiver.received if json.loads(b)["rule"] == "budget"]
+    assert alert["title"] == "100% of the budget used"
+    assert f"${used:,.2f} of the $60.00 budget" in alert["text"]
+    assert words in alert["text"]
+    assert D(alert["figures"]["used"]) == used

@@ -162,3 +162,42 @@ def test_simultaneous_wrong_passwords_are_checked_at_most_the_limit_postgresql(p
     checks, statuses = wrong_passwords_at_once(pg_app, monkeypatch)
     assert len(statuses) == 40 and set(statuses) <= {401, 429}
     assert len(checks) == statuses.count(401) <= pg_app.config["LOGIN_MAX_FAILURES"]
+
+
+def test_budget_and_spike_alerts_on_postgresql(tmp_path, sandbox, receiver):
+    """The budget's and the spike rule's queries and updates (the forecast streak, the
+    quarter hours summed by hour) on PostgreSQL: a budget lowered below what is spent
+    alerts at once; a runaway agent after a quiet week alerts once."""
+    import json
+
+    from webapp.extensions import db
+    from .conftest import deliver_all
+    from .test_spikes import _dense_week
+
+    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=emptied_postgres(),
+                   BILLING_CACHE_TTL="0", ALERT_WEBHOOK_URL=receiver.url,
+                   ALERT_SEND_EVERY="3600", SPIKE_MIN_AMOUNT="1")
+    try:
+        with app.app_context():
+            from webapp.models import BalanceSnapshot
+            db.session.query(BalanceSnapshot).delete()  # the quiet week alone
+            db.session.commit()
+        _dense_week(app, sandbox)
+        client = app.test_client()
+        AuthActions(client).login("finance")
+        client.get("/billing")
+        # $1 a calendar month: over at once, or once the runaway agent has spent
+        assert client.post("/alerts/budget", data={"amount": "1", "basis": "month",
+                                                   "spike_sensitivity": "high"}
+                           ).status_code == 303
+        sandbox.state.spend(Decimal("5.00"))
+        client.get("/billing")
+        deliver_all(app)
+        said = sorted((json.loads(b)["rule"], json.loads(b)["title"].split(":")[0])
+                      for _, b in receiver.received)
+        assert said == [("budget", "100% of the budget used"),
+                        ("spend spike", "Spend spike")], said
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()

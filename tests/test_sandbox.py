@@ -174,43 +174,35 @@ def _as_the_page_says(client) -> dict:
     return {name: re.search(pattern, html, re.S).group(1) for name, pattern in found.items()}
 
 
-def test_reset_starts_the_sandbox_over_whole(tmp_path, receiver):
+def test_reset_starts_the_sandbox_over_whole(own_sandbox):
     """``flask sandbox reset`` after spending (past the 50 % alert) and a top-up: the
     page's "used this period", its table and its gauge read again as on the first start
     (they used to disagree), the trail holds the made-up month's one top-up and no
     alert has fired, as on a first start."""
     from webapp.models import Alert, AlertState, AuditEntry, User
 
-    from .conftest import AuthActions, make_app
-
-    app = make_app(tmp_path, GIGA_SANDBOX="1", SANDBOX_STATE_PATH=str(tmp_path / "state.json"),
-                   SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.db'}",
-                   SANDBOX_SPEND_PER_HOUR="0", BILLING_CACHE_TTL="0",
-                   ALERT_WEBHOOK_URL=receiver.url)
+    app, client, runner = own_sandbox
     sandbox = app.extensions["sandbox"]
-    client = app.test_client()
-    runner = app.test_cli_runner()
-    try:
-        AuthActions(client).login("finance")
-        first = _as_the_page_says(client)
-        assert first["used"] == "$25.50"
-        assert runner.invoke(args=["sandbox", "spend", "30"]).exit_code == 0
-        location = client.post("/billing/topup", data={"amount": "20", "nonce": "z" * 24}
-                               ).headers["Location"]
-        paid = press(sandbox.app.test_client(), location[len(sandbox.url):], "pay")
-        assert paid.status_code in (302, 303)
-        assert _as_the_page_says(client)["used"] != first["used"]
-        with app.app_context():
-            assert Alert.query.count() == 1  # 50 % of the plan credits used
+    first = _as_the_page_says(client)
+    assert first["used"] == "$25.50"
+    assert runner.invoke(args=["sandbox", "spend", "30"]).exit_code == 0
+    location = client.post("/billing/topup", data={"amount": "20", "nonce": "z" * 24}
+                           ).headers["Location"]
+    paid = press(sandbox.app.test_client(), location[len(sandbox.url):], "pay")
+    assert paid.status_code in (302, 303)
+    assert _as_the_page_says(client)["used"] != first["used"]
+    with app.app_context():
+        # 50 % of the plan credits used; and $30 within minutes, against the seeded
+        # week's cents an hour, is a spend spike
+        assert sorted(a.rule for a in Alert.query) == ["plan credits", "spend spike"]
 
-        result = runner.invoke(args=["sandbox", "reset"])
-        assert result.exit_code == 0, result.output
-        assert _as_the_page_says(client) == first
-        with app.app_context():
-            trail = AuditEntry.query.all()
-            assert [(e.action, e.request_id) for e in trail] == [("top-up", "sandbox-seed")]
-            assert Alert.query.count() == 0
-            assert AlertState.query.filter_by(armed=False).count() == 0
-            assert User.query.filter_by(is_demo=True).count() == 3  # users stay
-    finally:
-        sandbox.stop()
+    result = runner.invoke(args=["sandbox", "reset"])
+    assert result.exit_code == 0, result.output
+    assert _as_the_page_says(client) == first
+    with app.app_context():
+        trail = AuditEntry.query.all()
+        assert [(e.action, e.request_id) for e in trail] == [("top-up", "sandbox-seed")]
+        assert Alert.query.count() == 0
+        assert AlertState.query.filter_by(armed=False).count() == 0
+        assert User.query.filter_by(is_demo=True).count() == 3  # users stay
+

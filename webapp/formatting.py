@@ -46,6 +46,12 @@ def day(value: datetime | date, zone: ZoneInfo = UTC) -> str:
     return f"{value:%b} {value.day}, {value.year}"
 
 
+def short_day(value: datetime, zone: ZoneInfo = UTC) -> str:
+    """``Mar 26``: a datetime's date in ``zone``, without the year (a date this month)."""
+    local = value.astimezone(zone)
+    return f"{local:%b} {local.day}"
+
+
 def axis_money(value) -> str:
     """A chart axis label: ``$100`` for a whole amount (the axis's round steps), else as
     ``money``: short enough to read on a phone, where the chart is drawn small."""

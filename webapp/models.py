@@ -27,6 +27,8 @@ PERMISSIONS = {
     "alerts_edit": {"admin"},
     #: the account's settings page (the time zone days and times are shown in)
     "settings": {"finance", "admin"},
+    #: the budget and the spike alert's sensitivity (on the Alerts page)
+    "budget": {"finance", "admin"},
 }
 
 
@@ -270,6 +272,24 @@ class AlertSettings(db.Model):
     runs_out_within_days: Mapped[int | None] = mapped_column(nullable=True)
     email_roles: Mapped[str] = mapped_column(String(64), default="finance,admin")
     extra_emails: Mapped[str] = mapped_column(String(2000), default="")
+    updated_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BudgetSettings(db.Model):
+    """The team's budget and the spend-spike alert's sensitivity (one row, id 1), set on
+    the Alerts page by finance or an admin. A budget never stops usage: the API has no
+    cap; it is what the page and the alerts measure spending against."""
+
+    __tablename__ = "budget_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: dollars per window; NULL: no budget
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    #: the window: "period" (the plan period) or "month" (a calendar month of the zone)
+    basis: Mapped[str] = mapped_column(String(16), default="period")
+    #: "low" | "medium" | "high"
+    spike_sensitivity: Mapped[str] = mapped_column(String(8), default="medium")
     updated_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -61,6 +61,8 @@ DEFAULTS = {
     "ALERT_WEBHOOK_SECRET": None,
     "ALERT_BALANCE_BELOW": None,
     "ALERT_RUNS_OUT_DAYS": None,
+    #: the least an hour must be worth for a spend-spike alert (dollars)
+    "SPIKE_MIN_AMOUNT": "2",
     "ALERT_RETRY_SECONDS": "30",
     "ALERT_SEND_EVERY": "5",
     "ALERT_CLAIM_SECONDS": "90",
@@ -379,6 +381,7 @@ def _numbers(cfg, raw):
     """Limits, lifetimes and amounts. Raises ``ConfigError``."""
     cfg["CHECKOUT_ALLOWED_HOSTS"] = _hosts(raw["CHECKOUT_ALLOWED_HOSTS"])
     cfg["RECHARGE_MIN"] = _money("RECHARGE_MIN", raw["RECHARGE_MIN"])
+    cfg["SPIKE_MIN_AMOUNT"] = _money("SPIKE_MIN_AMOUNT", raw["SPIKE_MIN_AMOUNT"])
     cfg["RECHARGE_MAX"] = _money("RECHARGE_MAX", raw["RECHARGE_MAX"])
     if cfg["RECHARGE_MAX"] < cfg["RECHARGE_MIN"]:
         raise ConfigError("RECHARGE_MAX must not be below RECHARGE_MIN.")

@@ -2,8 +2,9 @@ import re
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import (IntegerField, SelectChoice, SelectMultipleField, StringField,
-                     SubmitField, TextAreaField, ValidationError)
+from wtforms import (IntegerField, RadioField, SelectChoice, SelectField,
+                     SelectMultipleField, StringField, SubmitField, TextAreaField,
+                     ValidationError)
 from wtforms.validators import NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -14,6 +15,8 @@ EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
 MAX_EXTRA = 20
 #: the column the addresses are kept in, joined by commas
 MAX_EXTRA_CHARACTERS = 2000
+#: no team's budget is above this; a figure beyond it is a typo
+MAX_BUDGET = Decimal(10_000_000)
 
 
 class AlertRulesForm(FlaskForm):
@@ -61,3 +64,41 @@ class AlertRulesForm(FlaskForm):
 
 class SendTestForm(FlaskForm):
     submit = SubmitField("Send test alert")
+
+
+class BudgetForm(FlaskForm):
+    """The budget (empty: none), its window, and the spike alert's sensitivity."""
+
+    amount = StringField("Budget (USD)", render_kw={"inputmode": "decimal",
+                                                    "autocomplete": "off"})
+    basis = RadioField("Per", choices=[SelectChoice("period", "Plan period"),
+                                       SelectChoice("month", "Calendar month")],
+                       default="period", validate_choice=False)
+    spike_sensitivity = SelectField(
+        "Spend-spike alerts", default="medium",
+        choices=[SelectChoice("low", "Low: only hours far above usual"),
+                 SelectChoice("medium", "Medium"),
+                 SelectChoice("high", "High: hours somewhat above usual too")],
+        validate_choice=False)
+    submit = SubmitField("Save budget")
+
+    #: the parsed amount (``None``: no budget), set by the validator
+    decimal = None
+
+    def validate_amount(self, field):
+        self.decimal = None
+        text = (field.data or "").strip()
+        if not text:
+            return
+        try:
+            self.decimal = parse_amount(text, Decimal(1), MAX_BUDGET)
+        except AmountError as exc:  # its words are a top-up's
+            raise ValidationError(str(exc).replace("top-up", "budget")) from None
+
+    def validate_basis(self, field):
+        if field.data not in ("period", "month"):
+            raise ValidationError("Choose a plan period or a calendar month.")
+
+    def validate_spike_sensitivity(self, field):
+        if field.data not in ("low", "medium", "high"):
+            raise ValidationError("Choose low, medium or high.")

@@ -7,33 +7,48 @@ from ..services.access import permission_required
 from ..clock import app_clock
 from ..extensions import db
 from ..errors import render_error
-from .forms import AlertRulesForm, SendTestForm
+from .forms import AlertRulesForm, BudgetForm, SendTestForm
+from ..services import budget as budgets
 from ..services.alerting.rules import describe, settings
-from ..services.alerting.deliveries import configured, deliveries_of, recent, send_test, targets
+from ..services.alerting.deliveries import (configured, deliveries_of, evaluate, recent,
+                                            send_test, targets)
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
 
-def _page(form, status=200):
+def _budget_form():
+    """The budget form filled with what is kept, and the kept row."""
+    row = budgets.budget_settings()
+    return BudgetForm(formdata=None, amount=str(row.amount or ""), basis=row.basis,
+                      spike_sensitivity=row.spike_sensitivity), row
+
+
+def _page(form, status=200, budget_form=None):
     rules = settings()
     alerts = recent()
     cfg = current_app.config
+    fresh_budget_form, budget = _budget_form()
     return render_template("alerts/index.html", form=form, test_form=SendTestForm(),
+                           budget_form=budget_form or fresh_budget_form, budget=budget,
+                           can_budget=current_user.can("budget"),
                            rules=rules, alerts=alerts, configured=configured(cfg),
                            deliveries=deliveries_of([a.id for a in alerts]),
                            targets=targets(cfg, rules), cfg=cfg,
                            can_edit=current_user.can("alerts_edit")), status
 
 
-@bp.get("")
-@permission_required("alerts")
-def index():
+def _rules_form():
     rules = settings()
-    form = AlertRulesForm(formdata=None, balance_below=str(rules.balance_below or ""),
+    return AlertRulesForm(formdata=None, balance_below=str(rules.balance_below or ""),
                           runs_out_within_days=rules.runs_out_within_days,
                           email_roles=[r for r in rules.email_roles.split(",") if r],
                           extra_emails="\n".join(e for e in rules.extra_emails.split(",") if e))
-    return _page(form)
+
+
+@bp.get("")
+@permission_required("alerts")
+def index():
+    return _page(_rules_form())
 
 
 @bp.post("")
@@ -80,4 +95,28 @@ def test():
     send_test(current_app._get_current_object(), app_clock().now(), current_user.id,
               current_user.email)
     flash("Test alert queued; its delivery status shows below in a few seconds.", "success")
+    return redirect(url_for("alerts.index"), 303)
+
+
+@bp.post("/budget")
+@permission_required("budget")
+def save_budget():
+    form = BudgetForm()
+    if not form.validate():
+        return _page(_rules_form(), 422, budget_form=form)
+    # every save is a row on the trail: a user may not write them by the thousand
+    taken, wait = limits.take("settings")
+    if not taken:
+        return limits.too_many("Too many saves", "The budget was saved several times in the "
+                               "last minute. Wait a moment and try again.", wait,
+                               back=(url_for("alerts.index"), "Back to Alerts"))
+    app = current_app._get_current_object()
+    _, after = budgets.save(form.decimal, form.basis.data, form.spike_sensitivity.data,
+                            current_user.email, app_clock().now())
+    # a budget lowered below what is spent says so now, not at the next reading
+    known = app.extensions["giga_gateway"].known_billing()
+    if known is not None:
+        evaluate(app, known.value, known.fetched_at)
+    flash(f"Saved: {after}. A budget does not stop usage; it is what the page and the "
+          "alerts measure spending against.", "success")
     return redirect(url_for("alerts.index"), 303)

@@ -12,7 +12,10 @@ from ..services import checkouts, trail
 from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
-from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
+from ..services.budget import budget_for_page
+from ..services.history.readings import first_reading_at
+from ..services.planfit import plan_fit
+from ..services.history.report import DEFAULT_RANGE, RANGES, page_history, with_budget_line
 from ..services.zone import display_zone
 from ..services.amount import range_text
 from .forms import ChangePlanForm, TopUpForm
@@ -37,16 +40,17 @@ def _new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _usage_chart(report, can_export: bool):
-    """The usage chart and its table as HTML, rendered once per report (the history
-    service keeps a report while nothing it shows changes) and kind of viewer: a year's
-    table is most of the page's rendering."""
+def _usage_chart(report, budget_per_day, can_export: bool):
+    """The usage chart and its table as HTML, with the budget's share a day drawn on it
+    (``None``: no budget), rendered once per report (the history service keeps a report
+    while nothing it shows changes), budget and kind of viewer: a year's table is most
+    of the page's rendering."""
     kept = current_app.extensions.setdefault("rendered_charts", {})
-    key = (id(report), can_export)
+    key = (id(report), budget_per_day, can_export)
     found = kept.get(key)
     if found is None or found[0] is not report:  # an id may be reused once one is gone
         html = get_template_attribute("macros/history.html", "usage_chart")(
-            report, RANGES, can_export)
+            with_budget_line(report, budget_per_day), RANGES, can_export)
         if len(kept) >= RENDERED_CHARTS:
             kept.clear()
         found = kept[key] = (report, html)
@@ -67,6 +71,10 @@ def render_dashboard(form=None, *, status=200, back=None):
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
                            overview.now, overview.known_plans, read_at=overview.fetched_at,
                            zone=display_zone())
+    budget_row, budget = budget_for_page(overview.billing, overview.forecast, overview.known_plans,
+                                overview.now, read_at=overview.fetched_at, zone=display_zone())
+    fit = plan_fit(overview.billing, overview.known_plans, overview.now,
+                   read_at=overview.fetched_at, zone=display_zone(), began=first_reading_at())
     cfg = current_app.config
     if form is None:
         form = TopUpForm(formdata=None)
@@ -78,9 +86,10 @@ def render_dashboard(form=None, *, status=200, back=None):
     return render_template("billing/dashboard.html", o=overview, form=form, notice=notice,
                            presets=presets, can_change=current_user.can("change_plan"),
                            amount_range=range_text(cfg["RECHARGE_MIN"], cfg["RECHARGE_MAX"]),
-                           pending=pending,
-                           usage_chart=_usage_chart(history.report, current_user.can("audit"))
-                           ), status
+                           pending=pending, budget=budget, budget_row=budget_row, fit=fit,
+                           usage_chart=_usage_chart(history.report,
+                                                    budget.per_day if budget else None,
+                                                    current_user.can("audit"))), status
 
 
 @bp.get("")

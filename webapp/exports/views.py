@@ -13,7 +13,9 @@ from ..downloads import csv_download, in_chunks
 from ..errors import render_upstream_error
 from ..giga import GigaError
 from ..models import BalanceSnapshot
+from ..services.history.readings import first_reading_at
 from ..services.history.report import RANGES, chart
+from ..services.planfit import custom, custom_words, plan_fit
 from ..services.zone import display_zone
 
 bp = Blueprint("exports", __name__, url_prefix="/billing")
@@ -76,21 +78,65 @@ def history_csv():
     return csv_download(rows(), "balance-history")
 
 
+def _read_for_download():
+    """``(overview, None)``: the figures a download is made from; or ``(None, page)``, the
+    page that says why not (too many downloads, an upstream fault)."""
+    if (refused := _too_many_exports()) is not None:
+        return None, refused
+    try:
+        return load_overview(), None
+    except GigaError as exc:
+        return None, render_upstream_error(exc)
+
+
 @bp.get("/usage.csv")
 @permission_required("audit")
 def usage_csv():
-    if (refused := _too_many_exports()) is not None:
+    overview, refused = _read_for_download()
+    if refused is not None:
         return refused
-    try:
-        overview = load_overview()
-    except GigaError as exc:
-        return render_upstream_error(exc)
     key = request.args.get("range", "90")
     # the same worked-out history as the page's chart, so a download costs no more
     report = chart(key if key in RANGES else "90", overview.billing, overview.now,
                    overview.known_plans, read_at=overview.fetched_at, zone=display_zone())
     # the file says which range it holds: usage-this-period-…, usage-last-30-days-…
     return csv_download(usage_rows(report), "usage-" + report.label.lower().replace(" ", "-"))
+
+
+@bp.get("/plan-fit.csv")
+@permission_required("audit")
+def plan_fit_csv():
+    overview, refused = _read_for_download()
+    if refused is not None:
+        return refused
+    if overview.plans_error is not None:
+        return render_upstream_error(overview.plans_error)
+    fit = plan_fit(overview.billing, overview.plans, overview.now,
+                   read_at=overview.fetched_at, zone=display_zone(), began=first_reading_at())
+    return csv_download(plan_fit_rows(fit), "plan-fit")
+
+
+PLAN_FIT_COLUMNS = ("plan", "plan name", "window", "start (UTC)", "end (UTC)", "usage (USD)",
+                    "price (USD)", "monthly credits", "stretches", "plan price paid (USD)",
+                    "prepaid (USD)", "cost (USD)", "note")
+
+
+def plan_fit_rows(fit):
+    """A row per plan and window: the figures the plan cards show."""
+    yield PLAN_FIT_COLUMNS
+    for plan in fit.plans:
+        for w in fit.windows:
+            head = (plan.id, plan.name, w.name, _stamp(w.start), _stamp(w.end),
+                    _money(w.usage) if not w.missing_days else "",
+                    str(plan.price), str(plan.monthly_credits), str(len(w.usages)))
+            if custom(plan):
+                yield head + ("", "", "", custom_words(plan))
+            elif w.missing_days:
+                yield head + ("", "", "", f"the history is {w.missing_days} days short")
+            else:
+                c = w.cost(plan)
+                yield head + (_money(c.price), _money(c.prepaid), _money(c.total),
+                              "part of the usage is unknown: a floor" if w.unknown else "")
 
 
 def usage_rows(report):

@@ -68,6 +68,7 @@ class SandboxState:
             try:
                 account = self._load()
                 _spend(account, self.spend_per_hour)
+                _spike(account)
                 _roll_period(account)
                 yield account
                 self._save(account)
@@ -140,6 +141,15 @@ class SandboxState:
             _draw(a, amount)
             return dict(a)
 
+    def spike(self, per_hour: Decimal, minutes: int) -> datetime:
+        """Make the account's agents burn ``per_hour`` more for ``minutes`` from now (a
+        runaway agent, for watching a spend-spike alert arrive); returns when it ends."""
+        now = now_utc()
+        until = now + timedelta(minutes=minutes)
+        with self.edit() as a:
+            a["spike"] = {"perHour": str(per_hour), "spentUntil": iso(now), "until": iso(until)}
+        return until
+
     def reset(self):
         """Back to the demo account (tests and ``flask sandbox reset``)."""
         with self.edit() as a:
@@ -162,6 +172,26 @@ def _spend(account, per_hour: Decimal):
     # only the time those whole cents took is used up; a fraction waits for the next read
     account["spentUntil"] = iso(since + timedelta(seconds=int(spend / per_hour * 3600)))
     _draw(account, spend)
+
+
+def _spike(account):
+    """Burn what a spike (``spike``) owes since it was last done; it ends at its end."""
+    spike = account.get("spike")
+    if not spike:
+        return
+    now = now_utc()
+    since = datetime.fromisoformat(spike["spentUntil"])
+    until = datetime.fromisoformat(spike["until"])
+    rate = Decimal(spike["perHour"])
+    end = min(now, until)
+    if end > since:
+        hours = Decimal((end - since).total_seconds()) / Decimal(3600)
+        spend = (hours * rate).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+        if spend > 0:
+            spike["spentUntil"] = iso(since + timedelta(seconds=int(spend / rate * 3600)))
+            _draw(account, spend)
+    if now >= until:
+        del account["spike"]
 
 
 def _draw(account, amount: Decimal):

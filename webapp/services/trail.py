@@ -1,6 +1,6 @@
 """Writing the audit trail: every billing action attempt gets a row (a checkout's
 own row is ``checkouts.record``'s), every change to the users, to the alert
-rules and to the time zone gets one too. Refusals past a user's action limit are folded into one
+rules, to the time zone and to the budget gets one too. Refusals past a user's action limit are folded into one
 summary row per user per minute, so no one can bury the trail."""
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ ROLE_CHANGED = "role changed"
 USER_REMOVED = "user removed"
 ALERT_RULES_CHANGED = "alert rules saved"
 ZONE_CHANGED = "time zone saved"
+BUDGET_CHANGED = "budget saved"
 #: a summary row: refused attempts past the user's limit within one minute
 REFUSED_ATTEMPTS = "refused attempts"
 ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, ALERT_RULES_CHANGED,
-           ZONE_CHANGED, REFUSED_ATTEMPTS)
+           ZONE_CHANGED, BUDGET_CHANGED, REFUSED_ATTEMPTS)
 TOO_MANY = "refused: too many attempts"
 #: who made a change from the ``flask users`` commands
 COMMAND_LINE = ("(command line)", "cli")

@@ -29,8 +29,10 @@ from ...giga import GigaError
 from ...giga import Billing, Plan
 from ...models import Alert, AlertAttempt, AlertDelivery, AlertState
 from . import channels
+from .. import spikes
+from ..budget import budget_settings, status as budget_status
 from .rules import (PLAN_THRESHOLDS, Crossing, conditions, email_recipients, fire_crossings,
-                    settings)
+                    held_twice, settings, spike_crossings)
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +80,21 @@ def plans_for_rules(app) -> list[Plan] | None:
 
 def _rule_inputs(app, billing: Billing, read_at: datetime):
     """What the rules check ``billing`` (read at ``read_at``) against: ``(plans,
-    monthly, rules, outlook)`` -- the plan list (``None`` when it cannot be had now),
-    the plan's monthly credits, the rules, and the page's forecast worked out the
-    page's way (the same pace and dates). Raises ``SQLAlchemyError``."""
+    monthly, rules, outlook, budget)`` -- the plan list (``None`` when it cannot be had
+    now), the plan's monthly credits, the rules, the page's forecast worked out the
+    page's way (the same pace and dates), and the budget's status as the page shows it
+    (``None``: no budget). Raises ``SQLAlchemyError``."""
     from ..forecast import account_forecast
 
     plans = plans_for_rules(app)
     plan = next((p for p in plans or [] if p.id == billing.plan), None)
     monthly = plan.monthly_credits if plan is not None else None
     rules = settings()
-    outlook = account_forecast(billing, plans, read_at, read_at=read_at, zone=display_zone())
-    return plans, monthly, rules, outlook
+    zone = display_zone()
+    outlook = account_forecast(billing, plans, read_at, read_at=read_at, zone=zone)
+    budget = budget_status(budget_settings(), billing, outlook, plans, read_at,
+                           read_at=read_at, zone=zone)
+    return plans, monthly, rules, outlook, budget
 
 
 def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
@@ -104,9 +110,15 @@ def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
     if not configured(cfg):
         return []
     try:
-        plans, monthly, rules, outlook = _rule_inputs(app, billing, read_at)
+        plans, monthly, rules, outlook, budget = _rule_inputs(app, billing, read_at)
+        held = budget is not None and held_twice(
+            budget.window.key, budget.forecast_ready and budget.forecast_over, read_at)
         crossed, rearm = conditions(billing, monthly, outlook, read_at, rules,
-                                    forecast_known=plans is not None)
+                                    forecast_known=plans is not None, budget=budget,
+                                    forecast_held=held)
+        crossed += spike_crossings(billing, spikes.due(
+            billing, read_at, budget_settings().spike_sensitivity, cfg["SPIKE_MIN_AMOUNT"],
+            display_zone()), outlook, read_at)
         fired = fire_crossings(crossed, rearm, read_at, targets(cfg, rules))
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -133,9 +145,9 @@ def why_nothing_fired(app, billing: Billing, read_at: datetime) -> str:
         return ("no alert checked: no alert channel is configured (set ALERT_WEBHOOK_URL or "
                 "SMTP_URL, as the README's Alerts section shows), so no rule is checked")
     try:
-        plans, monthly, rules, outlook = _rule_inputs(app, billing, read_at)
+        plans, monthly, rules, outlook, budget = _rule_inputs(app, billing, read_at)
         crossed, _ = conditions(billing, monthly, outlook, read_at, rules,
-                                forecast_known=plans is not None)
+                                forecast_known=plans is not None, budget=budget)
         fired = set(db.session.scalars(select(AlertState.key).where(
             AlertState.key.in_([c.state_key for c in crossed]), AlertState.armed.is_(False))))
     except SQLAlchemyError:
@@ -147,6 +159,8 @@ def why_nothing_fired(app, billing: Billing, read_at: datetime) -> str:
     if rules.runs_out_within_days:
         seen.append(_runs_out_seen(outlook, rules.runs_out_within_days, plans is not None,
                                    crossed, fired))
+    if budget is not None:
+        seen.append(f"the budget: {budget.words()}")
     return "no alert fired: " + "; ".join(seen)
 
 

@@ -27,14 +27,16 @@ from sqlalchemy.exc import IntegrityError
 
 from ...database import UNAVAILABLE, mark_busy
 from ...extensions import db
-from ...formatting import day, moment, money
+from ...formatting import day, moment, money, short_day
 from ...giga import Billing
 from ...models import Alert, AlertDelivery, AlertSettings, AlertState, User
+from ..spikes import HOUR, runs_out_at_pace
 from ..zone import display_zone
 
 log = logging.getLogger(__name__)
 
 PLAN_THRESHOLDS = (50, 80, 100)
+BUDGET_THRESHOLDS = (50, 80, 100)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Crossing:
     title: str
     body: str
     figures: dict
+    #: crossed together with a higher threshold of the same rule: marked fired, unsent
+    quiet: bool = False
 
 
 def settings() -> AlertSettings:
@@ -130,14 +134,16 @@ def outlook_sentence(outlook) -> str:
 
 
 def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime,
-               rules: AlertSettings, *, forecast_known: bool = True
-               ) -> tuple[list[Crossing], list[str]]:
+               rules: AlertSettings, *, forecast_known: bool = True, budget=None,
+               forecast_held: bool = False) -> tuple[list[Crossing], list[str]]:
     """The crossings true now, and the state keys of rules whose condition is false.
 
     ``outlook`` is the account's forecast (``services.forecast.account_forecast``),
     the one the page shows. With ``forecast_known`` false (no plan list to
     forecast from) the run-out rule is in neither list: it is left as it is for
-    the next reading.
+    the next reading. ``budget`` is the budget's status (``services.budget.status``,
+    ``None``: no budget); its alerts fire once a window each and never re-arm within
+    it, the forecast's only when ``forecast_held`` (``held_twice``).
     """
     true, false = [], []
     summary = (f"Plan credits left {money(billing.plan_credits_remaining)}, prepaid "
@@ -183,7 +189,104 @@ def conditions(billing: Billing, monthly: Decimal | None, outlook, now: datetime
                          pacePerDay=outlook.pace_per_day)))
         else:
             false.append(key)
+    if budget is not None:
+        true += budget_crossings(billing, budget, forecast_held)
     return true, false
+
+
+def _links() -> str:
+    """Where to act on a budget alert: the billing page's top-up form and plan cards."""
+    public = current_app.config["PUBLIC_URL"]
+    if not public:
+        return "Top up or change plan on the dashboard's billing page."
+    base = public.rstrip("/")
+    return f"Top up: {base}/billing#topup · Plans: {base}/billing#plans-title"
+
+
+def budget_crossings(billing: Billing, budget, forecast_held: bool) -> list[Crossing]:
+    """The budget's thresholds crossed (lower ones crossed with a higher one are quiet:
+    lowering the budget below what is spent sends one alert, not three), and the
+    forecast over budget once it has held (``held_twice``)."""
+    out = []
+    said = budget.words()
+    stops = "A budget does not stop usage: the API has no cap."
+    crossed = [t for t in BUDGET_THRESHOLDS if budget.percent_used >= t]
+    figures = dict(budget=budget.amount, budgetBasis=budget.basis,
+                   budgetWindow=budget.window.key, used=budget.used,
+                   forecast=budget.forecast if budget.forecast is not None else "unknown")
+    for threshold in crossed:
+        out.append(Crossing(
+            "budget", f"budget:{threshold}:{budget.window.key}",
+            f"{threshold}% of the budget used",
+            f"{money(budget.used)} of the {money(budget.amount)} budget for "
+            f"{budget.window.name} is used: {said}. {stops} {_links()}",
+            _figures(billing, threshold=threshold, **figures),
+            quiet=threshold != crossed[-1]))
+    if budget.forecast_ready and budget.forecast_over and forecast_held and not budget.over:
+        out.append(Crossing(
+            "budget forecast", f"budget-forecast:{budget.window.key}",
+            "Forecast over budget",
+            f"At the current pace ({money(budget.pace_per_day)} a day) {budget.window.name} "
+            f"comes to {money(budget.forecast)} against a {money(budget.amount)} budget: "
+            f"{said}. {stops} {_links()}",
+            _figures(billing, threshold="forecast", **figures)))
+    return out
+
+
+def _hhmm(when: datetime) -> str:
+    return f"{when.astimezone(display_zone()):%H:%M}"
+
+
+def spike_crossings(billing: Billing, told: list, outlook, now: datetime) -> list[Crossing]:
+    """The spend-spike alerts due (``spikes.due``), in words: ``14:00–15:00: $8.20 against
+    a usual $1.20; at this pace the balance runs out Mar 21 instead of Apr 2``."""
+    out = []
+    for t in told:
+        hour = t.hour
+        until = min(now, hour.start + HOUR) if t.running else hour.start + HOUR
+        hours = Decimal(int((until - hour.start).total_seconds())) / 3600
+        pace = hour.usage / max(hours, Decimal(1) / 60) * 24
+        gone = runs_out_at_pace(billing, outlook, pace, now)
+        usual_gone = outlook.balance_runs_out if outlook is not None else None
+        if gone is None:
+            then = "at this pace the balance still lasts"
+        elif gone - now < timedelta(days=1):
+            then = f"at this pace the balance runs out around {_hhmm(gone)} " \
+                   f"({short_day(gone, display_zone())})"
+        else:
+            then = f"at this pace the balance runs out {short_day(gone, display_zone())}"
+            then += f" instead of {short_day(usual_gone, display_zone())}" if usual_gone is not None else \
+                " instead of lasting"
+        so_far = " so far" if t.running else ""
+        said = (f"{_hhmm(hour.start)}–{_hhmm(until)}: {money(hour.usage)}{so_far} against a "
+                f"usual {money(t.verdict.usual)}; {then}")
+        minutes = int((until - hour.start).total_seconds()) // 60
+        within = "in an hour" if minutes >= 60 else f"in {minutes} minutes"
+        title = f"Spend spike{' doubled' if t.doubling else ''}: {money(hour.usage)} {within}"
+        out.append(Crossing(
+            "spend spike", t.key, title,
+            f"{said}. The usual is the median of the same hour on the 7 days before; an "
+            f"alert needs at least {money(t.verdict.threshold)} in the hour. "
+            f"Check for a runaway agent. {_links()}",
+            _figures(billing, threshold=t.verdict.threshold, hourStart=hour.start.isoformat(),
+                     hourUsage=hour.usage, usual=t.verdict.usual, pacePerDay=pace,
+                     runsOutAtPace=gone.isoformat() if gone else "never")))
+    return out
+
+
+def held_twice(window_key: str, over: bool, read_at: datetime) -> bool:
+    """Whether the forecast has been over budget on this reading and the one before it
+    (readings in order: a reading older than the newest counted changes nothing). The
+    count is an alert state row's ``crossings``, moved by one conditional UPDATE, so
+    however many processes check one reading it counts once. Raises ``SQLAlchemyError``."""
+    key = f"budget-forecast-held:{window_key}"
+    _states([key])
+    db.session.execute(update(AlertState).where(AlertState.key == key, _acts(read_at))
+                       .values(crossings=(AlertState.crossings + 1) if over else 0,
+                               reading_at=read_at))
+    db.session.commit()
+    return over and db.session.scalar(select(AlertState.crossings).where(
+        AlertState.key == key)) >= 2
 
 
 def _states(keys: list[str]) -> None:
@@ -228,7 +331,8 @@ def fire_crossings(crossings: list[Crossing], rearm: list[str], read_at: datetim
             AlertState.key == c.state_key, AlertState.armed.is_(True), _acts(read_at))
             .values(armed=False, crossings=AlertState.crossings + 1, reading_at=read_at)
         ).rowcount == 1
-        if not won:  # fired already, or a newer reading acted: only the time moves on
+        if not won or c.quiet:  # fired already, a newer reading acted, or said by a
+            # higher threshold: only the time moves on
             db.session.execute(update(AlertState).where(
                 AlertState.key == c.state_key, _acts(read_at)).values(reading_at=read_at))
             db.session.commit()

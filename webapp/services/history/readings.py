@@ -88,6 +88,12 @@ def with_reading(snaps: list[Snapshot], billing: Billing, seen_at: datetime) -> 
     return snaps + [Snapshot(seen_at, seen_at, *_figures(billing))]
 
 
+def first_reading_at() -> datetime | None:
+    """When the first reading kept was taken (``None``: there is none). Raises
+    ``SQLAlchemyError``."""
+    return db.session.scalar(select(func.min(BalanceSnapshot.first_seen_at)))
+
+
 def latest() -> BalanceSnapshot | None:
     """The newest snapshot as the database has it now (not as this session last saw it)."""
     return db.session.scalars(select(BalanceSnapshot).order_by(

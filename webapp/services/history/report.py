@@ -28,6 +28,9 @@ from .usage import (UTC, ZERO, Day, Interval, Pace, Snapshot, day_start, local_d
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
           "30": "Last 30 days", "90": "Last 90 days", "365": "Last 12 months"}
 DEFAULT_RANGE = "period"
+#: the calendar month so far, a budget's window when it is set per month (not a chip)
+MONTH = "month"
+LABELS = {**RANGES, MONTH: "This month"}
 #: the range whose usage the forecast's pace is: one stretch, one figure, one label
 PACE_RANGE = "7"
 #: the year: drawn a week a bar, since a day's bar would be thinner than a pixel on a
@@ -77,6 +80,9 @@ class UsageReport:
     #: the zone the days are the days of, named as the page shows it
     zone: ZoneInfo = UTC
     zone_name: str = "UTC"
+    #: a budget's even share a day, drawn as a line across the bars, and where
+    budget_per_day: Decimal | None = None
+    budget_y: Decimal | None = None
 
     @property
     def weekly(self) -> bool:
@@ -147,6 +153,8 @@ def range_days(key: str, billing: Billing, now: datetime, *,
         length = billing.period_end - billing.period_start
         first = local_day(billing.period_start - length, zone)
         last = local_day(billing.period_start - timedelta(seconds=1), zone)
+    elif key == MONTH:
+        first, last = today.replace(day=1), today
     elif key in ("7", "30", "90", YEAR):
         first, last = today - timedelta(days=int(key) - 1), today
     else:
@@ -179,6 +187,7 @@ def _layout(report: UsageReport) -> None:
     n = len(rows)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top_usage = max((d.usage for d in rows if d.usage is not None), default=ZERO)
+    top_usage = max(top_usage, report.budget_per_day or ZERO)
     report.y_max = _nice_ceiling(top_usage)
     slot = plot_w / n
     width = max(Decimal(1), slot * Decimal("0.72"))
@@ -192,6 +201,8 @@ def _layout(report: UsageReport) -> None:
         report.bars.append(Bar(_q(x), _q(base - height), _q(width), _q(height), day))
     report.ticks = [(_q(base - plot_h * f), report.y_max * f)
                     for f in (Decimal(0), Decimal("0.5"), Decimal(1))]
+    if report.budget_per_day is not None:
+        report.budget_y = _q(base - report.budget_per_day / report.y_max * plot_h)
     report.x_labels = _x_labels(rows, report.weekly, slot)
 
 
@@ -211,6 +222,18 @@ def _x_labels(rows: list[Day], weekly: bool, slot: Decimal) -> list[tuple[Decima
             month = first.month
             labels.append((at(i), first.strftime("%b")))
     return labels
+
+
+def with_budget_line(report: UsageReport, per_day: Decimal | None) -> UsageReport:
+    """``report`` drawn again with a budget's share a day as a line (its axis tall enough
+    for it); the report itself (kept for other pages) is left as it is. A chart of weeks
+    gets no line: its bars are not days."""
+    if per_day is None or per_day <= 0 or report.weekly or not report.has_readings:
+        return report
+    drawn = replace(report, bars=[], gap_marks=[], ticks=[], x_labels=[],
+                    budget_per_day=per_day)
+    _layout(drawn)
+    return drawn
 
 
 class PlanBook:
@@ -367,7 +390,7 @@ def _report(key: str, look: Look) -> UsageReport:
                 whole = True
     days = days_from(drawn.parts, spans, first, last, zone, period=period)
     report = UsageReport(
-        key=key, label=RANGES[key], first=first, last=last, days=days,
+        key=key, label=LABELS[key], first=first, last=last, days=days,
         buckets=weekly(days) if key == YEAR else days,
         gaps=[s for s in spans if s.gap and (period is None or s.period_start == period[0])],
         period=period, whole=whole, zone=zone, zone_name=zone_label(zone, now),
@@ -484,7 +507,7 @@ def chart(key: str, billing: Billing, now: datetime, plans, *, read_at: datetime
     """``usage_report`` for the page and the usage CSV: worked out once per range,
     newest reading, minute and zone in each process, then reused. Raises
     ``SQLAlchemyError``."""
-    key = key if key in RANGES else DEFAULT_RANGE
+    key = key if key in LABELS else DEFAULT_RANGE
     look = _look(billing, now, plans, read_at, zone)
     return _kept("history_charts", (key, look.marker), lambda: _report(key, look))
 

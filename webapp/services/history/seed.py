@@ -29,6 +29,10 @@ from ...sandbox.state import plan_by_id
 from .readings import claim_history, latest, rebuild_usage
 
 STEP = timedelta(hours=2)
+#: the last 8 days a reading each quarter hour, as a poller takes them: hours the
+#: spend-spike rule can tell, a week of them before today (``flask sandbox spike``)
+DENSE_STEP = timedelta(minutes=15)
+DENSE_DAYS = 8
 DAYS = 30
 CENT = Decimal("0.01")
 TOP_UP = Decimal(30)
@@ -38,12 +42,15 @@ PAID_AFTER = timedelta(minutes=20)
 
 
 def _weights(times: list[datetime]) -> list[Decimal]:
-    """A working-week shape: busier in daytime hours and on weekdays."""
+    """A working-week shape: busier in daytime hours and on weekdays, each reading's
+    share as long as the time since the one before (readings are denser lately)."""
     out = []
-    for t in times:
+    for i, t in enumerate(times):
         daytime = 1 + math.sin((t.hour - 6) / 24 * 2 * math.pi)
         weekday = 1.0 if t.weekday() < 5 else 0.35
-        out.append(Decimal(str(round(0.2 + daytime * weekday, 3))))
+        since = (t - times[i - 1]) if i else STEP
+        out.append(Decimal(str(round(0.2 + daytime * weekday, 3)))
+                   * Decimal(int(since.total_seconds())) / 3600)
     return out
 
 
@@ -110,7 +117,8 @@ def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
     """Write past readings ending at ``billing`` (read at ``now``); returns how many."""
     start = now - timedelta(days=DAYS)
     period = billing.period_end - billing.period_start
-    this_period = _steps(max(start, billing.period_start), now)
+    dense = now - timedelta(days=DENSE_DAYS)
+    this_period = _steps(max(start, billing.period_start), now, dense)
     used_now = max(Decimal(0), monthly - billing.plan_credits_remaining)
     rows = []
     left = monthly
@@ -120,11 +128,12 @@ def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
                      billing.prepaid_balance, billing.period_start, billing.period_end))
     if start < billing.period_start:
         prev_start = billing.period_start - period
-        earlier = _steps(start, billing.period_start - STEP)
+        earlier = _steps(start, billing.period_start - STEP, dense)
         pace = used_now / max(Decimal(1), Decimal((now - billing.period_start).days or 1))
         days_before = Decimal((start - prev_start).total_seconds()) / 86400
         left = max(Decimal(0), monthly - (pace * days_before).quantize(CENT))
-        usage = _spread(min(left, pace * len(earlier) * 2 / 24), earlier)
+        covered = Decimal(int((billing.period_start - start).total_seconds())) / 86400
+        usage = _spread(min(left, pace * covered), earlier)
         top_up_at = earlier[len(earlier) // 3] if earlier else None
         prepaid = billing.prepaid_balance - TOP_UP
         for t, used in zip(earlier, usage):
@@ -149,9 +158,10 @@ def seed(billing: Billing, monthly: Decimal, now: datetime) -> int:
     return len(rows)
 
 
-def _steps(first: datetime, last: datetime) -> list[datetime]:
+def _steps(first: datetime, last: datetime, dense: datetime) -> list[datetime]:
+    """Times from ``first`` to ``last``: ``STEP`` apart, ``DENSE_STEP`` from ``dense`` on."""
     out, t = [], first
     while t <= last:
         out.append(t)
-        t += STEP
+        t += STEP if t < dense else DENSE_STEP
     return out

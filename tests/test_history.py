@@ -177,7 +177,7 @@ def test_history_keeps_only_history_days(tmp_path, sandbox):
     from webapp.services.history.readings import record
     from webapp.giga.client import parse_billing
 
-    app = make_app(tmp_path, SANDBOX=sandbox, HISTORY_DAYS="2")
+    app = make_app(tmp_path, SANDBOX=sandbox)
     billing = parse_billing({"billing": sandbox.state.billing()})
     with app.app_context():
         record(billing, datetime.now(timezone.utc) - timedelta(days=5), keep_days=2)

@@ -183,3 +183,27 @@ def test_a_month_of_readings_upgrades_and_shows_the_same_figures(tmp_path, which
         assert sum(d.usage or 0 for d in thirty) > D(300)
         assert [d.top_ups for d in thirty if d.top_ups] == [D(25)]
         assert before[("30", "UTC")][1]  # the gap, shown as one
+
+
+def test_the_start_reads_the_newest_revision_as_alembic_does(tmp_path, monkeypatch):
+    """A start skips Alembic only when the database is at the newest revision: read from
+    the migration files as Alembic reads them, whatever their quotes or annotations, and
+    never taken as known when the files have more than one head."""
+    from webapp import database
+    from webapp.commands.schema import head_revision
+
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [head_revision()]
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        (versions / path.name).write_text(path.read_text())
+    monkeypatch.setattr(database, "MIGRATIONS", tmp_path / "migrations")
+    newest = head_revision()
+    # as `flask db revision` writes one from the template: single quotes, annotations
+    (versions / "next.py").write_text(
+        f"revision: str = 'abc123'\ndown_revision: str | None = {newest!r}\n")
+    assert head_revision() == "abc123"
+    (versions / "branch.py").write_text(f"revision = 'def456'\ndown_revision = ({newest!r},)\n")
+    assert head_revision() is None  # two heads: Alembic decides

@@ -20,6 +20,7 @@ GOOD_SECRET = secrets.token_hex(32)
     ({**LIVE, "SECRET_KEY": GOOD_SECRET, "GIGA_API_URL": "ftp://x"}, "GIGA_API_URL"),
     # long but not random: a repeat, a pattern, one character
     ({**LIVE, "SECRET_KEY": "a" * 64}, "SECRET_KEY is too weak"),
+    ({**LIVE, "SECRET_KEY": GOOD_SECRET, "HISTORY_DAYS": "90"}, "HISTORY_DAYS must be at least 400"),
     ({**LIVE, "SECRET_KEY": "changeme" * 8}, "SECRET_KEY is too weak"),
     ({**LIVE, "SECRET_KEY": "0" * 64}, "SECRET_KEY is too weak"),
     ({**LIVE, "SECRET_KEY": "abcdefghijklmnopqrstuvwxyz0123456789"}, "SECRET_KEY is too weak"),

@@ -249,7 +249,8 @@ def _upgrade_schema(app):
     upgrade) costs one query, and Alembic is not loaded."""
     from .commands.schema import head_revision, use_migrate
 
-    if _schema_revision() == head_revision():
+    head = head_revision()
+    if head is not None and _schema_revision() == head:
         return
     use_migrate(app)
     alembic_log = logging.getLogger("alembic")

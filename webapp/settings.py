@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 INSTANCE = Path(__file__).resolve().parent.parent / "instance"
 
 MIN_SECRET_LENGTH = 32
+#: the fewest days of readings kept (the longest chart is 365 days)
+MIN_HISTORY_DAYS = 400
+#: held while zxcvbn is loaded, used or let go of (``_guesses_log10``, ``users``)
+ZXCVBN_LOCK = threading.Lock()
 #: zxcvbn's estimate (log10 of guesses) a SECRET_KEY must reach: 64 hex digits
 #: from ``secrets.token_hex(32)`` score about 60, a repeated word or a keyboard
 #: walk under 10, whatever its length
@@ -149,15 +154,16 @@ def _guesses_log10(secret: str) -> float:
     """zxcvbn's estimate of the guesses ``secret`` takes (log10). zxcvbn is let go of
     again when this loaded it: its word lists are 10 MB that every web process would
     keep for a check made once, at start (a password chosen later loads it anew)."""
-    loaded = "zxcvbn" in sys.modules
-    from zxcvbn import zxcvbn
+    with ZXCVBN_LOCK:  # no other thread is importing it while it is let go of
+        loaded = "zxcvbn" in sys.modules
+        from zxcvbn import zxcvbn
 
-    try:
-        return zxcvbn(secret[:100], max_length=100)["guesses_log10"]
-    finally:
-        if not loaded:
-            for name in [n for n in sys.modules if n.partition(".")[0] == "zxcvbn"]:
-                del sys.modules[name]
+        try:
+            return zxcvbn(secret[:100], max_length=100)["guesses_log10"]
+        finally:
+            if not loaded:
+                for name in [n for n in list(sys.modules) if n.partition(".")[0] == "zxcvbn"]:
+                    del sys.modules[name]
 
 
 def _hosts(raw) -> tuple[str, ...]:
@@ -392,7 +398,9 @@ def _numbers(cfg, raw):
         cfg[name] = _int(name, raw[name])
     cfg["SANDBOX_SPEND_PER_HOUR"] = _amount("SANDBOX_SPEND_PER_HOUR",
                                             raw["SANDBOX_SPEND_PER_HOUR"])
-    for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "HISTORY_DAYS", "BREAKER_COOLDOWN",
+    # a year's chart and a month to spare: no chart's days are ever cut by the retention
+    cfg["HISTORY_DAYS"] = _int("HISTORY_DAYS", raw["HISTORY_DAYS"], minimum=MIN_HISTORY_DAYS)
+    for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "BREAKER_COOLDOWN",
                  "ACTIONS_PER_MINUTE", "TYPOS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
                  "SESSION_MAX_PER_USER",
                  "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE", "DATABASE_WAIT_SECONDS"):

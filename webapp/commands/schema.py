@@ -4,14 +4,10 @@ process whose schema is up to date never needs either, so neither is loaded ther
 (``processes.prepare`` checks the revision with one query first)."""
 from __future__ import annotations
 
-import re
+import ast
 
 import click
 from flask.cli import ScriptInfo
-
-#: a migration file's own revision and the one it follows
-_REVISION = re.compile(r'^(down_revision|revision) = (?:"([^"]+)"|None)$', re.M)
-
 
 class SchemaCommands(click.Group):
     """The ``db`` group: Flask-Migrate's own commands, fetched on first use."""
@@ -54,13 +50,32 @@ def use_migrate(app) -> click.Group:
 
 def head_revision() -> str | None:
     """The newest revision among the migration files (the one no other follows), read
-    from their text: no Alembic needed to know whether a database is up to date.
-    ``None`` when that is not one revision."""
+    from their ``revision`` and ``down_revision`` (a name, ``None`` or a tuple of names,
+    however quoted or annotated): no Alembic needed to know whether a database is up to
+    date. ``None`` when that is not exactly one revision (the caller then asks Alembic)."""
     from ..database import MIGRATIONS
 
     own, followed = set(), set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
-        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
-            (own if kind == "revision" else followed).add(value)
+        found = _assigned(path.read_text(encoding="utf-8"))
+        if not isinstance(found.get("revision"), str):
+            return None  # not a file this reading understands: let Alembic decide
+        own.add(found["revision"])
+        down = found.get("down_revision")
+        followed.update(down if isinstance(down, (tuple, list)) else [down])
     heads = own - followed
     return heads.pop() if len(heads) == 1 else None
+
+
+def _assigned(source: str) -> dict:
+    """The literal values a module assigns at its top level, by name."""
+    found = {}
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+            else node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and node.value is not None:
+            try:
+                found[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return found

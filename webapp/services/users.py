@@ -13,6 +13,7 @@ from . import trail as audit
 from ..extensions import db
 from ..security import has_control_characters
 from ..models import ROLES, User, UserSession
+from ..settings import ZXCVBN_LOCK
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
@@ -55,11 +56,12 @@ def password_problem(password: str | None) -> str | None:
     if len(password) > MAX_PASSWORD:
         return f"The password must have at most {MAX_PASSWORD} characters."
     # loaded here, not at import: its dictionaries are 13 MB that a web process needs
-    # only when someone chooses a password
-    from zxcvbn import zxcvbn
+    # only when someone chooses a password (the lock: see settings._guesses_log10)
+    with ZXCVBN_LOCK:
+        from zxcvbn import zxcvbn
 
-    # zxcvbn's cost grows with length; the first 100 characters tell enough
-    verdict = zxcvbn(password[:100], max_length=100)
+        # zxcvbn's cost grows with length; the first 100 characters tell enough
+        verdict = zxcvbn(password[:100], max_length=100)
     if verdict["score"] < MIN_PASSWORD_SCORE:
         why = verdict["feedback"]["warning"] or "It is too easy to guess."
         return f"This password is too common or easy to guess. {why}".strip()

@@ -9,7 +9,8 @@ Layers, bottom to top; a module may import its own layer and those below:
     web         security, errors, downloads (what every page renders with)
     services    account, checkouts, history, alerting, trail, access, sessions, ...;
                 the sandbox (a billing API of its own, for trying and testing)
-    pages       billing, audit, users, alerts, auth, exports, metrics, account: one blueprint
+    pages       billing, audit, users, alerts, auth, exports, metrics, account, tokens, api:
+                one blueprint
                 each, and none imports another
     entry       the factory (webapp/__init__), processes, commands
 """
@@ -25,7 +26,8 @@ LAYERS = [
     {"gateway"},
     {"security", "errors", "downloads"},
     {"services", "sandbox"},
-    {"billing", "audit", "users", "alerts", "auth", "exports", "metrics", "account"},
+    {"billing", "audit", "users", "alerts", "auth", "exports", "metrics", "account", "tokens",
+     "api"},
     {"__init__", "processes", "commands"},
 ]
 PAGES = LAYERS[5]

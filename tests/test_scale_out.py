@@ -39,13 +39,13 @@ class Servers:
 
     def __init__(self, tmp: Path, upstream_url: str, redis_url: str):
         self.env = {**os.environ, "GIGA_API_URL": upstream_url,
-                    "GIGA_API_KEY": "giga_sk_scale_out", "SECRET_KEY": secrets.token_hex(32),
+                    "GIGA_API_KEY": "giga_sk_scale_out", "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
                     "DATABASE_URL": f"sqlite:///{tmp / 'shared.db'}", "REDIS_URL": redis_url,
                     "BILLING_CACHE_TTL": str(TTL), "UPSTREAM_GET_RETRIES": "0",
                     "BREAKER_THRESHOLD": str(THRESHOLD), "BREAKER_COOLDOWN": "120",
                     "UPSTREAM_DEADLINE": "3", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000"}
         app = prepare(create_app({k: v for k, v in self.env.items() if k in (
-            "GIGA_API_URL", "GIGA_API_KEY", "SECRET_KEY", "DATABASE_URL")}
+            "GIGA_API_URL", "GIGA_API_KEY", "SECRET_KEY", "API_TOKEN_PEPPER", "DATABASE_URL")}
             | {"INSTANCE_PATH": str(tmp)}))
         with app.app_context():
             for i in range(VIEWERS):

@@ -187,15 +187,17 @@ def register_blueprints(app):
     """One blueprint a page package, each beside its routes (``<package>.views.bp``)."""
     from .account.views import bp as account_bp
     from .alerts.views import bp as alerts_bp
+    from .api.views import bp as api_bp
     from .audit.views import bp as audit_bp
     from .auth.views import bp as auth_bp
     from .billing.views import bp as billing_bp
     from .exports.views import bp as exports_bp
     from .metrics.views import bp as metrics_bp
+    from .tokens.views import bp as tokens_bp
     from .users.views import bp as users_bp
 
     for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp,
-               account_bp):
+               account_bp, tokens_bp, api_bp):
         app.register_blueprint(bp)
 
     @app.get("/")
@@ -224,8 +226,10 @@ def register_template_helpers(app):
 def register_commands(app):
     from .commands.billing import billing_cli
     from .commands.sandbox import sandbox_cli
+    from .commands.tokens import tokens_cli
     from .commands.users import users_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(billing_cli)
     app.cli.add_command(sandbox_cli)
+    app.cli.add_command(tokens_cli)

@@ -20,7 +20,7 @@ from ..errors import render_error
 
 #: the limits, by name: how many a minute (a number, or the setting that says)
 PER_MINUTE = {"actions": "ACTIONS_PER_MINUTE", "typos": "TYPOS_PER_MINUTE", "exports": 10, "alert-test": 1,
-              "settings": 10}
+              "settings": 10, "tokens": 10}
 
 
 def take(name: str) -> tuple[bool, float]:

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -412,3 +413,32 @@ def test_the_tokens_command_creates_lists_and_revokes(app, client):
     refused = runner.invoke(args=["tokens", "create", "x", "--user", "viewer@demo.test",
                                   "--scope", "audit:read"])
     assert refused.exit_code == 1 and "A viewer cannot read audit:read" in refused.output
+
+
+def test_two_processes_on_one_redis_share_limits_demotions_and_revocations(tmp_path, sandbox,
+                                                                           redis_server):
+    """Two dashboards on one database and one Redis, as two gunicorn servers would be: a
+    change made through one is in force on the other's very next request, and a token's
+    minute is counted once for both."""
+    shared, pepper = f"sqlite:///{tmp_path / 'shared.db'}", secrets.token_hex(32)
+    apps = [make_app(tmp_path / name, SANDBOX=sandbox, DATABASE_URL=shared,
+                     REDIS_URL=redis_server.url, API_REQUESTS_PER_MINUTE="5",
+                     API_TOKEN_PEPPER=pepper)
+            for name in ("a", "b")]
+    one, other = (app.test_client() for app in apps)
+    token = _make(one, "finance", ALL)
+    spare = _make(one, "finance", ["usage:read"], name="spare")
+    assert _get(other, "/api/v1/audit", token).status_code == 200
+    with apps[0].app_context():
+        set_role("finance@demo.test", "viewer", actor=trail.COMMAND_LINE)
+    assert _get(other, "/api/v1/audit", token).status_code == 403
+    assert _get(one, "/api/v1/tokens/self", token).json["rights"] == ["balance:read",
+                                                                      "usage:read"]
+    assert [_get(c, "/api/v1/tokens/self", token).status_code for c in (other, one, other)] \
+        == [200, 200, 429]  # five a minute, wherever they land
+    AuthActions(one).login("admin")
+    with apps[0].app_context():
+        spare_id = db.session.scalar(select(ApiToken.id).where(ApiToken.name == "spare"))
+    assert _get(other, "/api/v1/tokens/self", spare).status_code == 200
+    one.post(f"/settings/tokens/{spare_id}/revoke")
+    assert _get(other, "/api/v1/tokens/self", spare).json["error"]["type"] == "token_revoked"

@@ -442,3 +442,101 @@ def test_two_processes_on_one_redis_share_limits_demotions_and_revocations(tmp_p
     assert _get(other, "/api/v1/tokens/self", spare).status_code == 200
     one.post(f"/settings/tokens/{spare_id}/revoke")
     assert _get(other, "/api/v1/tokens/self", spare).json["error"]["type"] == "token_revoked"
+
+
+# -- the published contract -----------------------------------------------------------------
+
+def _conforms(value, schema, spec, where="reply") -> list[str]:
+    """Where ``value`` breaks ``schema`` (OpenAPI 3.0: ``$ref``, ``nullable``), as paths;
+    a property the schema does not name counts as a break too."""
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].split("/")[-1]]
+    if value is None:
+        return [] if schema.get("nullable") else [f"{where}: null"]
+    kind = schema.get("type", "object")
+    python = {"object": dict, "array": list, "string": str, "integer": int,
+              "boolean": bool}[kind]
+    if not isinstance(value, python) or (kind == "integer" and isinstance(value, bool)):
+        return [f"{where}: not {kind}"]
+    broken = []
+    if kind == "object":
+        props = schema.get("properties", {})
+        broken += [f"{where}.{k}: missing" for k in schema.get("required", []) if k not in value]
+        broken += [f"{where}.{k}: not documented" for k in value if k not in props]
+        for k, v in value.items():
+            if k in props:
+                broken += _conforms(v, props[k], spec, f"{where}.{k}")
+    if kind == "array":
+        for i, item in enumerate(value):
+            broken += _conforms(item, schema["items"], spec, f"{where}[{i}]")
+    return broken
+
+
+def test_every_reply_matches_the_published_document(app, client, seeded):
+    """The OpenAPI document is generated from the views: every endpoint is in it with
+    its refusals, and every reply -- figures and refusals -- has its documented shape."""
+    spec = client.get("/api/v1/openapi.json").json
+    assert spec["openapi"].startswith("3.") and spec["security"] == [{"bearer": []}]
+    routes = {r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("api.")}
+    assert set(spec["paths"]) == routes == set(ENDPOINTS) | {"/api/v1/tokens/self"}
+    AuthActions(client).login("finance")
+    client.get("/billing")
+    client.post("/signout")
+    token = _make(client, "finance", ALL)
+    narrow = {s: _make(client, "viewer", [s], name=s) for s in ("balance:read", "usage:read")}
+    for path, item in spec["paths"].items():
+        answers = item["get"]["responses"]
+        assert {"200", "401", "429"} <= set(answers)
+        assert ("403" in answers) == (path in ENDPOINTS)
+        assert ("422" in answers) == bool(item["get"].get("parameters"))
+        for status, answer in (("200", _get(client, path, token)),
+                               ("401", client.get(path)),
+                               ("422", _get(client, f"{path}?limit=lots", token)),
+                               ("403", _get(client, path, narrow[
+                                   "usage:read" if ENDPOINTS.get(path) == "balance:read"
+                                   else "balance:read"]))):
+            if status not in answers:
+                continue
+            schema = answers[status]["content"]["application/json"]["schema"]
+            assert str(answer.status_code) == status, (path, answer.json)
+            assert _conforms(answer.json, schema, spec) == [], (path, status)
+
+
+def test_the_reference_page_is_the_document_with_no_script(client):
+    page = client.get("/api/v1/reference").get_data(as_text=True)
+    assert "<script" not in page
+    for path in (*ENDPOINTS, "/api/v1/tokens/self"):
+        assert f"GET {path}</code>" in page
+    assert "insufficient_scope" in page and "openapi.json" in page
+
+
+def test_a_thousand_requests_cost_no_upstream_call(tmp_path, sandbox):
+    app = make_app(tmp_path, SANDBOX=sandbox, API_REQUESTS_PER_MINUTE="2000",
+                   API_REQUESTS_PER_HOUR="2000", BILLING_CACHE_TTL="0")
+    client = app.test_client()
+    AuthActions(client).login("finance")
+    client.get("/billing")  # a visit reads the balance once; from here on, none
+    client.post("/signout")
+    token = _make(client, "finance", ALL)
+    calls = len(sandbox.calls)
+    paths = [*ENDPOINTS, "/api/v1/tokens/self"]
+    codes = {_get(client, paths[i % len(paths)], token).status_code for i in range(1000)}
+    assert codes == {200} and len(sandbox.calls) == calls
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 13, 29, 30, 31, 400])
+def test_following_next_page_gives_each_day_once_whatever_the_page_size(client, seeded,
+                                                                         limit):
+    token = _make(client, "viewer", ["usage:read"])
+    whole = _get(client, "/api/v1/usage/daily?limit=400", token).json
+    days, gaps, cursor = [], [], None
+    while True:
+        body = _get(client, f"/api/v1/usage/daily?limit={limit}" +
+                    (f"&next_page={cursor}" if cursor else ""), token).json
+        assert len(body["data"]) <= limit
+        days += body["data"]
+        gaps += body["stretches_without_readings"]
+        cursor = body["next_page"]
+        if not body["has_more"]:
+            break
+    assert days == whole["data"] and gaps == whole["stretches_without_readings"]

@@ -20,6 +20,7 @@ def _visit(app, sandbox) -> dict[str, str]:
     pages["signin-failed"] = anon.post("/signin", data={"email": "x@example.com",
                                                         "password": "nope"}).get_data(as_text=True)
     pages["not-found"] = anon.get("/no/such/page").get_data(as_text=True)
+    pages["api-reference"] = anon.get("/api/v1/reference").get_data(as_text=True)
     for role, email in ACCOUNTS.items():
         client = app.test_client()
         client.post("/signin", data={"email": email, "password": "demo"})
@@ -89,6 +90,6 @@ def test_every_page_passes_the_nu_html_checker(pages, tmp_path, capsys):
     for name, html in pages.items():
         (folder / f"{name}.html").write_text(html)
         files.append(str(folder / f"{name}.html"))
-    assert len(files) == 47
+    assert len(files) == 48
     errors = Validator(errors_only=True).validate(files)
     assert errors == 0, capsys.readouterr().out

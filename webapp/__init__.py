@@ -187,7 +187,7 @@ def register_blueprints(app):
     """One blueprint a page package, each beside its routes (``<package>.views.bp``)."""
     from .account.views import bp as account_bp
     from .alerts.views import bp as alerts_bp
-    from .api.views import bp as api_bp
+    from .api import init_api
     from .audit.views import bp as audit_bp
     from .auth.views import bp as auth_bp
     from .billing.views import bp as billing_bp
@@ -197,8 +197,10 @@ def register_blueprints(app):
     from .users.views import bp as users_bp
 
     for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp,
-               account_bp, tokens_bp, api_bp):
+               account_bp, tokens_bp):
         app.register_blueprint(bp)
+
+    init_api(app)  # the JSON API and its OpenAPI document (flask-smorest)
 
     @app.get("/")
     def index():

@@ -174,6 +174,15 @@ def render_schema_missing(reason):
         f"brought up. Nothing was changed and nothing was sent to checkout. {SCHEMA_MISSING}")
 
 
+def _first_message(messages) -> tuple[str, str]:
+    """The first parameter webargs refused and what it said, from its
+    ``{location: {name: [words]}}``."""
+    for fields in messages.values():
+        for name, words in fields.items():
+            return name, " ".join(words) if isinstance(words, list) else str(words)
+    return "parameters", "they could not be read."
+
+
 def init_errorhandlers(app):
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
@@ -185,6 +194,9 @@ def init_errorhandlers(app):
     def http_error(exc):
         if exc.code is None or exc.code < 400:
             return exc
+        if wants_json() and exc.code == 422:  # a parameter the API's schema refused
+            name, words = _first_message(getattr(exc, "data", {}).get("messages", {}))
+            return json_error(422, "invalid_parameter", f"{name}: {words}")
         if wants_json():
             return json_error(exc.code, *JSON_ERRORS.get(
                 exc.code, ("http_error", TITLES.get(exc.code, "The request failed."))))

@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from flask import jsonify, request
+from flask import request
 
 from ..downloads import beyond, csv_download, in_chunks
 from ..errors import json_error
@@ -140,8 +140,7 @@ def listing(kind: str, query, keys, as_json, csv_header, as_row, *, name: str,
     more = len(found) > limit
     found = found[:limit]
     cursor = encode_cursor(kind, [getattr(found[-1], k.key) for k in keys]) if more else None
-    return jsonify({"data": [as_json(r) for r in found], "has_more": more,
-                    "next_page": cursor})
+    return {"data": [as_json(r) for r in found], "has_more": more, "next_page": cursor}
 
 
 def _type(column):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import current_app, g
+from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from ..clock import app_clock
@@ -22,10 +23,13 @@ from ..services.history.usage import local_day
 from ..services.trail import PLAN_CHANGE, TOP_UP
 from ..services.zone import display_zone
 from . import guard
+from . import schemas as doc
 from .lists import (BadParameter, day, decode_cursor, encode_cursor, instant, listing, money,
                     refuse, rfc3339, wants_csv, whole)
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp = Blueprint("api", __name__, url_prefix="/api/v1", description=(
+    "Read-only: the balance, its history, usage by day and hour, checkouts and the audit "
+    "trail, for a bearer token made in Settings › API tokens. Never calls WithGiga."))
 csrf.exempt(bp)
 bp.before_request(guard.authenticate)
 bp.after_request(guard.rate_headers)
@@ -33,30 +37,61 @@ bp.register_error_handler(BadParameter, refuse)
 
 #: the longest range one request may name: the history's own length
 MAX_DAYS, MAX_HOURS = 400, 31 * 24
+#: what every endpoint may answer besides its figures
+REFUSALS = {401: "no token, or a bad, expired or revoked one",
+            429: "past the token's or the address's limit"}
+
+
+def documented(args, reply, *, scope: str | None = None, reads_history=False):
+    """The view's parameters and reply in the OpenAPI document, its refusals beside
+    them; with ``scope``, the view needs it (``guard.needs``), checked first."""
+    refusals = dict(REFUSALS)
+    if args is not None:
+        refusals[422] = "a bad parameter (the message names it)"
+    if scope is not None:
+        refusals[403] = f"the token lacks {scope}, or its owner's role does now"
+    if reads_history:
+        refusals[503] = "no_reading: the dashboard has not read a balance yet"
+
+    def decorate(view):
+        if args is not None:  # the view is handed what the schema read, unused: ``lists``
+            view = bp.arguments(args, location="query")(view)  # reads and names each one
+        view = bp.response(200, reply)(view)
+        for status, words in refusals.items():
+            view = bp.alt_response(status, schema=doc.Refusal, description=words)(view)
+        if scope is not None:
+            view = guard.needs(scope)(view)
+        return view
+    return decorate
+
+
 NO_READING = ("The dashboard has not read the balance yet. It will once someone opens it "
               "or the poller runs; the API itself never asks WithGiga.")
 
 
 @bp.get("/tokens/self")
+@documented(None, doc.TokenSelf)
 def token_self():
+    """The token's own name, scopes, rights now, and expiry."""
     grant = g.grant
-    return jsonify({"name": grant.name, "token": grant.hint, "scopes": list(grant.scopes),
-                    "rights": sorted(grant.rights), "team": grant.team,
-                    "owner": None if grant.team else grant.owner_email,
-                    "owner_role": None if grant.team else grant.owner_role,
-                    "created_at": rfc3339(grant.created_at),
-                    "expires_at": rfc3339(grant.expires_at)})
+    return {"name": grant.name, "token": grant.hint, "scopes": list(grant.scopes),
+            "rights": sorted(grant.rights), "team": grant.team,
+            "owner": None if grant.team else grant.owner_email,
+            "owner_role": None if grant.team else grant.owner_role,
+            "created_at": rfc3339(grant.created_at), "expires_at": rfc3339(grant.expires_at)}
 
 
 @bp.get("/balance")
-@guard.needs("balance:read")
+@documented(None, doc.Balance, scope="balance:read", reads_history=True)
 def balance():
+    """The balance as the dashboard last read it (pools, total, period, plan), when that
+    was, and whether it is stale; 503 no_reading before any."""
     known = known_balance()
     if known is None:
         return json_error(503, "no_reading", NO_READING)
     b, now = known.billing, app_clock().now()
     age = max(0, int((now - known.read_at).total_seconds()))
-    return jsonify({
+    return {
         "plan": {"id": b.plan, "name": account.plan_names().get(b.plan)},
         "pools": {"plan_credits": money(b.plan_credits_remaining),
                   "prepaid": money(b.prepaid_balance)},
@@ -66,7 +101,7 @@ def balance():
         # the page's own rule: a figure kept because the last read failed, or older than
         # the longest the dashboard shows one
         "stale": known.fell_back or age > current_app.config["STALE_MAX_AGE"],
-        "source": known.source})
+        "source": known.source}
 
 
 SNAPSHOT_HEADER = ("first_seen_at", "last_seen_at", "plan", "plan_credits", "prepaid", "total",
@@ -84,10 +119,10 @@ def _snapshot_row(r: BalanceSnapshot) -> tuple:
 
 
 @bp.get("/balance/history")
-@guard.needs("balance:read")
-def balance_history():
+@documented(doc.HistoryArgs, doc.Readings, scope="balance:read")
+def balance_history(_args):
     """The readings as recorded (each from first to last seen unchanged), oldest first;
-    ``starting_at`` / ``ending_at`` keep those seen within."""
+    starting_at / ending_at keep those seen within."""
     query = select(BalanceSnapshot)
     if (start := instant("starting_at")) is not None:
         query = query.where(BalanceSnapshot.last_seen_at >= start)
@@ -117,19 +152,19 @@ def _entries(kind: str, query, keys, *, name: str, newest_first: bool):
 
 
 @bp.get("/checkouts")
-@guard.needs("audit:read")
-def checkouts():
+@documented(doc.ListArgs, doc.Entries, scope="audit:read")
+def checkouts(_args):
     """Top-ups and plan changes, newest first, each with what the readings have shown of
-    it since (``status``: credited, plan changed, not yet seen, ...)."""
+    it since (status: credited, plan changed, not yet seen, ...)."""
     query = select(AuditEntry).where(AuditEntry.action.in_((TOP_UP, PLAN_CHANGE)))
     return _entries("checkouts", query, (AuditEntry.at, AuditEntry.id), name="checkouts",
                     newest_first=True)
 
 
 @bp.get("/audit")
-@guard.needs("audit:read")
-def audit():
-    """The trail in the order it was written (by id), from after ``after`` (an id a
+@documented(doc.AuditArgs, doc.Entries, scope="audit:read")
+def audit(_args):
+    """The trail in the order it was written (by id), from after after (an id a
     script saw last; 0 or none: from the first)."""
     after = whole("after", 0, 0, 2**31 - 1)
     query = select(AuditEntry).where(AuditEntry.id > after)
@@ -188,9 +223,9 @@ def _totals(buckets, gaps) -> dict:
 
 
 @bp.get("/usage/daily")
-@guard.needs("usage:read")
-def usage_daily():
-    """A bucket a day of the account's zone, ``starting_at``..``ending_at`` (dates, both
+@documented(doc.DailyArgs, doc.Usage, scope="usage:read", reads_history=True)
+def usage_daily(_args):
+    """A bucket a day of the account's zone, starting_at..ending_at (dates, both
     included; default the last 30 days), built as the page's chart is."""
     known, refusal = _reading()
     if refusal is not None:
@@ -215,19 +250,19 @@ def usage_daily():
     if csv:
         return _usage_csv(report.days, report.gaps, now, "usage-daily")
     more = page_last < last
-    return jsonify({"zone": zone.key, "zone_label": report.zone_name,
-                    "starting_at": first.isoformat(), "ending_at": last.isoformat(),
-                    "data": [_bucket(d, now, with_date=True) for d in report.days],
-                    "stretches_without_readings": [_gap(s) for s in report.gaps],
-                    "page_totals": _totals(report.days, report.gaps), "has_more": more,
-                    "next_page": encode_cursor("days", [page_last + timedelta(days=1)])
-                    if more else None})
+    return {"zone": zone.key, "zone_label": report.zone_name,
+            "starting_at": first.isoformat(), "ending_at": last.isoformat(),
+            "data": [_bucket(d, now, with_date=True) for d in report.days],
+            "stretches_without_readings": [_gap(s) for s in report.gaps],
+            "page_totals": _totals(report.days, report.gaps), "has_more": more,
+            "next_page": encode_cursor("days", [page_last + timedelta(days=1)])
+            if more else None}
 
 
 @bp.get("/usage/hourly")
-@guard.needs("usage:read")
-def usage_hourly():
-    """A bucket an hour (UTC), ``starting_at``..``ending_at`` (RFC 3339; default the last
+@documented(doc.HourlyArgs, doc.Usage, scope="usage:read", reads_history=True)
+def usage_hourly(_args):
+    """A bucket an hour (UTC), starting_at..ending_at (RFC 3339; default the last
     24 hours), built from the same quarter hours as the page's days."""
     known, refusal = _reading()
     if refusal is not None:
@@ -254,12 +289,12 @@ def usage_hourly():
         return _usage_csv(hours, gaps, now, "usage-hourly", with_date=False)
     more = hours[-1].end < end
     zone = display_zone()
-    return jsonify({"zone": "UTC", "account_zone": zone.key,
-                    "starting_at": rfc3339(start), "ending_at": rfc3339(end),
-                    "data": [_bucket(h, now, with_date=False) for h in hours],
-                    "stretches_without_readings": [_gap(s) for s in gaps],
-                    "page_totals": _totals(hours, gaps), "has_more": more,
-                    "next_page": encode_cursor("hours", [hours[-1].end]) if more else None})
+    return {"zone": "UTC", "account_zone": zone.key,
+            "starting_at": rfc3339(start), "ending_at": rfc3339(end),
+            "data": [_bucket(h, now, with_date=False) for h in hours],
+            "stretches_without_readings": [_gap(s) for s in gaps],
+            "page_totals": _totals(hours, gaps), "has_more": more,
+            "next_page": encode_cursor("hours", [hours[-1].end]) if more else None}
 
 
 def _hour(when: datetime, *, up=False) -> datetime:

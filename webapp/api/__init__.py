@@ -21,6 +21,16 @@ class DocumentedApi(Api):
     DEFAULT_ERROR_RESPONSE_NAME = None
 
 
+def _csv_too(spec) -> None:
+    """The lists' 200 answer in the document is text/csv too (``format=csv``):
+    flask-smorest writes one content type a reply, and apispec merges an operation's
+    documentation shallowly, so the CSV is added to the built operations."""
+    for operations in spec._paths.values():  # apispec keeps them there, as it serves them
+        get = operations.get("get", {})
+        if any(p.get("name") == "format" for p in get.get("parameters", [])):
+            get["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+
+
 def init_api(app) -> DocumentedApi:
     """The API's blueprint, its OpenAPI document and its reference page on ``app``.
     Call before the app's own error handlers are registered: flask-smorest registers
@@ -36,6 +46,7 @@ def init_api(app) -> DocumentedApi:
         "type": "http", "scheme": "bearer",
         "description": "a token from Settings › API tokens: wgb_<id>_<secret>_<checksum>"})
     api.register_blueprint(bp)
+    _csv_too(api.spec)
     app.register_blueprint(docs_bp)
     app.extensions["api_spec"] = api.spec
     return api

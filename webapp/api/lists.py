@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from flask import request
 
+from ..clock import app_clock
 from ..downloads import beyond, csv_download, in_chunks
 from ..errors import json_error
 from ..extensions import db
@@ -16,6 +17,8 @@ from ..models import UTCDateTime
 
 CENT = Decimal("0.01")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+#: how far from now a time or a day may be asked for (the history keeps far less)
+REACH = timedelta(days=3650)
 
 
 class BadParameter(ValueError):
@@ -73,13 +76,15 @@ def instant(name: str) -> datetime | None:
         return None
     try:
         when = datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError:
+        if when.tzinfo is None:
+            if "T" in raw or " " in raw:
+                raise BadParameter(name, "give the offset too, like 2026-11-01T00:00:00Z.")
+            when = when.replace(tzinfo=timezone.utc)
+        return within(name, when.astimezone(timezone.utc))
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, BadParameter):
+            raise
         raise BadParameter(name, "use an RFC 3339 time like 2026-11-01T00:00:00Z.") from None
-    if when.tzinfo is None:
-        if "T" in raw or " " in raw:
-            raise BadParameter(name, "give the offset too, like 2026-11-01T00:00:00Z.")
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
 
 
 def day(name: str) -> date | None:
@@ -88,10 +93,24 @@ def day(name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        found = date.fromisoformat(raw)
     except ValueError:
         raise BadParameter(name, "use a date like 2026-11-01 (a day of the account's "
                                  "time zone).") from None
+    return within(name, found)
+
+
+def within(name: str, value):
+    """``value`` (a time or a day) when it is within ``REACH`` of now. Raises
+    ``BadParameter``."""
+    now = app_clock().now()
+    if isinstance(value, datetime):
+        near = now - REACH <= value <= now + REACH
+    else:
+        near = (now - REACH).date() <= value <= (now + REACH).date()
+    if not near:
+        raise BadParameter(name, "ask for a time within ten years of now.")
+    return value
 
 
 # -- the cursor --------------------------------------------------------------------------
@@ -114,9 +133,15 @@ def decode_cursor(kind: str, types: tuple) -> tuple | None:
         found, values = doc
         if found != kind or len(values) != len(types):
             raise ValueError(kind)
-        return tuple(t.fromisoformat(v) if t in (datetime, date) else t(v)
-                     for t, v in zip(types, values))
-    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        found = tuple(t.fromisoformat(v) if t in (datetime, date) else t(v)
+                      for t, v in zip(types, values))
+        for t, v in zip(types, found):
+            if t is datetime and v.tzinfo is None:
+                raise ValueError(v)
+            if t in (datetime, date):
+                within("next_page", v)
+        return found
+    except (ValueError, TypeError, OverflowError, json.JSONDecodeError, UnicodeDecodeError):
         raise BadParameter("next_page", "this is not a cursor this list gave; pass "
                                         "next_page exactly as it came.") from None
 

@@ -5,6 +5,7 @@ Money is a decimal string, times RFC 3339 UTC strings (formatted by ``lists``)."
 from __future__ import annotations
 
 from marshmallow import Schema, fields
+from marshmallow.validate import OneOf, Range
 
 Money = fields.String  # "12.34": a decimal string, never a float
 Time = fields.String   # "2026-12-02T18:10:00Z"
@@ -176,31 +177,39 @@ class TokenSelf(Schema):
 # -- the parameters (documented; ``lists`` checks them and names a bad one) -------------
 
 class ListArgs(Schema):
-    limit = fields.Integer(metadata={"description": "items a page (1 to 1000; default 100)"})
+    limit = fields.Integer(validate=Range(1, 1000), metadata={
+        "description": "items a page (default 100)"})
     next_page = fields.String(metadata={"description": "the cursor a page gave"})
-    format = fields.String(metadata={"description": "json (default) or csv: the whole "
-                                                    "list, streamed"})
+    format = fields.String(validate=OneOf(("json", "csv")), metadata={
+        "description": "json (default) or csv: the whole list, streamed"})
 
 
 class HistoryArgs(ListArgs):
-    starting_at = fields.String(metadata={"description": "RFC 3339: readings seen since"})
-    ending_at = fields.String(metadata={"description": "RFC 3339: readings first seen "
-                                                       "before"})
+    starting_at = fields.String(metadata={"format": "date-time", "description":
+                                          "RFC 3339: readings seen since"})
+    ending_at = fields.String(metadata={"format": "date-time", "description":
+                                        "RFC 3339: readings first seen before"})
 
 
 class AuditArgs(ListArgs):
-    after = fields.Integer(metadata={"description": "an entry id: the entries after it"})
+    after = fields.Integer(validate=Range(0, 2**31 - 1), metadata={
+        "description": "an entry id: the entries after it"})
 
 
 class DailyArgs(ListArgs):
-    starting_at = fields.String(metadata={"description": "a date YYYY-MM-DD of the "
-                                                         "account's zone (default: 29 days "
-                                                         "before ending_at)"})
-    ending_at = fields.String(metadata={"description": "a date, included (default today)"})
+    limit = fields.Integer(validate=Range(1, 400), metadata={
+        "description": "days a page (default 31)"})
+    starting_at = fields.String(metadata={"format": "date", "description":
+                                          "a day of the account's zone (default: 29 days "
+                                          "before ending_at)"})
+    ending_at = fields.String(metadata={"format": "date", "description":
+                                        "a day, included (default today)"})
 
 
 class HourlyArgs(ListArgs):
-    starting_at = fields.String(metadata={"description": "RFC 3339 (default: 24 hours "
-                                                         "before ending_at)"})
-    ending_at = fields.String(metadata={"description": "RFC 3339 (default: the end of "
-                                                       "this hour)"})
+    limit = fields.Integer(validate=Range(1, 744), metadata={
+        "description": "hours a page (default 168)"})
+    starting_at = fields.String(metadata={"format": "date-time", "description":
+                                          "RFC 3339 (default: 24 hours before ending_at)"})
+    ending_at = fields.String(metadata={"format": "date-time", "description":
+                                        "RFC 3339 (default: the end of this hour)"})

@@ -373,7 +373,8 @@ def test_a_signed_in_browser_without_a_token_gets_json_401(client):
     assert client.post("/api/v1/balance").status_code in (401, 405)
 
 
-def test_over_real_http(app, client, seeded):
+def test_over_real_http(app, client, seeded, caplog):
+    caplog.set_level("INFO")
     token = _make(client, "finance", ALL)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -393,6 +394,8 @@ def test_over_real_http(app, client, seeded):
     finally:
         server.shutdown()
         thread.join()
+    assert "GET /api/v1/usage/daily?limit=2" in caplog.text  # the server's own log
+    assert parse(token)[1] not in caplog.text
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -96,6 +96,12 @@ def render_error(status, title=None, message=None, *, retry_after=None, error=No
     return body, status, headers
 
 
+def render_too_many(title: str, message: str, wait: float, back=None):
+    """The one 429 page for a user past a limit (``services.limits.take`` said how long
+    to ``wait``), saying when to try again."""
+    return render_error(429, title, message, retry_after=int(wait) + 1, back=back)
+
+
 def describe_upstream(exc) -> tuple[int, str, str]:
     """``(status, title, plain message)`` for a ``GigaError`` or a ``Declined``."""
     if isinstance(exc, AuthenticationError):

@@ -1,15 +1,20 @@
-"""Response headers, cookie policy, proxy trust, and the checkout redirect allowlist."""
+"""Response headers, cookie policy, proxy trust, the role guard on views, and the checkout
+redirect allowlist."""
 from __future__ import annotations
 
 import ipaddress
 import logging
 import threading
+from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import current_user, login_required
 from werkzeug.middleware.proxy_fix import ProxyFix
 from wtforms.validators import ValidationError
+
+from .errors import render_error
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,27 @@ def init_security(app):
         if request.endpoint != "static":
             resp.headers["Cache-Control"] = "no-store"
         return resp
+
+
+def permission_required(permission, on_refusal=None):
+    """The role guard: every view names the permission it needs. Require a signed-in
+    user whose role grants ``permission`` (the rules, which role may do what, are
+    ``models.role_can``, asked through ``current_user.can``).
+
+    Anyone else gets the polite 403 page; ``on_refusal(*args, **kwargs)``
+    runs first (the billing actions use it to record the refusal) and may
+    answer instead (a 429 when the user keeps trying).
+    """
+    def decorate(view):
+        @wraps(view)
+        @login_required
+        def guarded(*args, **kwargs):
+            if not current_user.can(permission):
+                answer = on_refusal(*args, **kwargs) if on_refusal is not None else None
+                return answer or render_error(403)
+            return view(*args, **kwargs)
+        return guarded
+    return decorate
 
 
 def _warn_of_an_untrusted_proxy(app):

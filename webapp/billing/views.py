@@ -8,12 +8,12 @@ from flask_login import current_user
 from ..errors import render_error, render_upstream_error
 from ..giga import GigaError
 from ..services import checkouts, trail
-from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
 from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
 from ..services.zone import display_zone
 from ..services.amount import range_text
+from ..security import permission_required
 from .forms import ChangePlanForm, TopUpForm
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")

@@ -10,6 +10,7 @@ from ..extensions import db
 from ..models import ApiToken, User
 from ..services import limits
 from ..services import tokens as service
+from ..errors import render_too_many
 from .forms import NewTokenForm, RevokeForm
 
 bp = Blueprint("tokens", __name__, url_prefix="/settings/tokens")
@@ -49,7 +50,7 @@ def create():
         return _page(form, status=403)
     taken, wait = limits.take("tokens")
     if not taken:
-        return limits.too_many("Too many tokens", "Several tokens were made or revoked in "
+        return render_too_many("Too many tokens", "Several tokens were made or revoked in "
                                "the last minute. Wait a moment and try again.", wait,
                                back=(url_for("tokens.index"), "Back to API tokens"))
     owner = None if form.team.data else db.session.get(User, current_user.id)
@@ -72,7 +73,7 @@ def revoke(token_id):
         return redirect(url_for("tokens.index"), 303)
     taken, wait = limits.take("tokens")
     if not taken:
-        return limits.too_many("Too many changes", "Several tokens were made or revoked in "
+        return render_too_many("Too many changes", "Several tokens were made or revoked in "
                                "the last minute. Wait a moment and try again.", wait,
                                back=(url_for("tokens.index"), "Back to API tokens"))
     if service.revoke(token, actor=(current_user.email, current_user.role),

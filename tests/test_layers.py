@@ -3,7 +3,7 @@ imports another (what two pages need lives in ``webapp/services``).
 
 Layers, bottom to top; a module may import its own layer and those below:
 
-    foundation  clock, settings, formatting, extensions, models, database, assets
+    foundation  clock, settings, formatting, extensions, models, database, assets, checks
     giga        the typed client of the billing API
     gateway     cache, budget, single flight, breaker over one store
     web         security, errors, downloads (what every page renders with)
@@ -21,7 +21,8 @@ from pathlib import Path
 
 WEBAPP = Path(__file__).resolve().parents[1] / "webapp"
 LAYERS = [
-    {"clock", "settings", "formatting", "extensions", "models", "database", "assets"},
+    {"clock", "settings", "formatting", "extensions", "models", "database", "assets",
+     "checks"},
     {"giga"},
     {"gateway"},
     {"security", "errors", "downloads"},

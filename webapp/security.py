@@ -1,5 +1,5 @@
-"""Response headers, cookie policy, proxy trust, the role guard on views, and the checkout
-redirect allowlist."""
+"""Response headers, cookie policy, proxy trust, the role guard on views, and the form
+validator against control characters (the checks themselves are ``checks``)."""
 from __future__ import annotations
 
 import ipaddress
@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 from werkzeug.middleware.proxy_fix import ProxyFix
 from wtforms.validators import ValidationError
 
+from .checks import has_control_characters
 from .errors import render_error
 
 log = logging.getLogger(__name__)
@@ -139,36 +140,6 @@ class ForwardedAddress:
                 return
             self._warned.add(kind)
         log.warning(message, *args)
-
-
-def checkout_url_allowed(url, hosts, origins=()) -> bool:
-    """True only for ``https://<allowed host>[:443]/...`` or an exact allowed origin.
-
-    Look-alike hosts, userinfo, backslashes, whitespace, other schemes and
-    other ports are refused.
-    """
-    if not isinstance(url, str) or not url.isascii() or len(url) > 2048:
-        return False
-    if any(c in url for c in "\\ \t\r\n\x00") or any(ord(c) < 32 for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return False
-    if "@" in parts.netloc or not parts.hostname:
-        return False
-    host = parts.hostname
-    if parts.scheme == "https" and host in hosts and port in (None, 443) \
-            and parts.netloc.lower() in (host, f"{host}:443"):
-        return True
-    return f"{parts.scheme}://{parts.netloc}" in origins
-
-
-def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a NUL or another control character (no column takes a NUL on
-    PostgreSQL, and none belongs in an address or a filter)."""
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
 
 
 def no_control_characters(form, field):

@@ -14,6 +14,7 @@ from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
 from ..services.zone import display_zone
 from ..services.amount import range_text
 from ..security import permission_required
+from . import answers
 from .forms import ChangePlanForm, TopUpForm
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
@@ -74,8 +75,8 @@ def _typed_amount() -> str:
 
 
 def _refuse_top_up(*_args, **_kw):
-    return checkouts.refuse(trail.TOP_UP, "refused: role", amount_typed=_typed_amount(),
-                            detail="role may not top up")
+    return answers.refused(trail.TOP_UP, "refused: role", amount_typed=_typed_amount(),
+                           detail="role may not top up")
 
 
 @bp.post("/topup")
@@ -84,10 +85,10 @@ def top_up():
     form = TopUpForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return checkouts.refuse(trail.TOP_UP, "refused: invalid input", typo=True,
-                                amount_typed=_typed_amount(), detail=errors[:500]) \
+        return answers.refused(trail.TOP_UP, "refused: invalid input", typo=True,
+                               amount_typed=_typed_amount(), detail=errors[:500]) \
             or render_dashboard(form, status=422)
-    return checkouts.start_top_up(form.decimal, form.nonce.data)
+    return answers.top_up(form.decimal, form.nonce.data)
 
 
 def _plan_change_context(plan_id):
@@ -124,8 +125,8 @@ def _plan_names(*plan_ids) -> dict:
 
 def _refuse_plan_change(plan_id):
     if request.method == "POST":
-        return checkouts.refuse(trail.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
-                                **_plan_names(None, plan_id), detail="role may not change plan")
+        return answers.refused(trail.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
+                               **_plan_names(None, plan_id), detail="role may not change plan")
     return None
 
 
@@ -147,13 +148,13 @@ def change_plan(plan_id):
     form = ChangePlanForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return checkouts.refuse(trail.PLAN_CHANGE, "refused: invalid input", typo=True,
-                                plan_to=plan_id[:200], **_plan_names(None, plan_id),
-                                detail=errors[:500]) or render_error(
+        return answers.refused(trail.PLAN_CHANGE, "refused: invalid input", typo=True,
+                               plan_to=plan_id[:200], **_plan_names(None, plan_id),
+                               detail=errors[:500]) or render_error(
             400, "Form not accepted", "This form is missing its one-time token. Go back, "
             "reload the page and try again.")
     overview, target, failure, reason = _plan_change_context(plan_id)
     if failure:
-        return checkouts.refuse(trail.PLAN_CHANGE, reason, plan_to=plan_id[:200],
-                                **_plan_names(None, plan_id)) or failure
-    return checkouts.start_plan_change(overview, target, form.nonce.data)
+        return answers.refused(trail.PLAN_CHANGE, reason, plan_to=plan_id[:200],
+                               **_plan_names(None, plan_id)) or failure
+    return answers.plan_change(overview, target, form.nonce.data)

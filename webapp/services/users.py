@@ -12,7 +12,7 @@ from zxcvbn import zxcvbn
 
 from . import trail as audit
 from ..extensions import db
-from ..security import has_control_characters
+from ..checks import has_control_characters
 from ..models import ROLES, User, UserSession
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -8,11 +8,17 @@
                (``outbox``), and rows left pending past a bounded time
 ``statuses``   the one set of words for all of the above
 
-Pages call these named functions with plain values (an amount, a plan, the
-form's one-time token); nothing is passed in to be called back.
+Pages call these named functions with plain values (the user, an amount, a plan,
+the form's one-time token); nothing is passed in to be called back. They answer
+results (``Started``) or raise the errors ``start`` names; the pages turn those
+into responses.
 """
 from .returns import Return, came_back, notice
-from .start import allowed, refuse, start_plan_change, start_top_up
+from .start import (RETURNING_FROM, AddressRefused, AlreadySubmitted, NotRecorded,
+                    PastTheLimit, Started, UpstreamFailed, allowed, refuse, start_plan_change,
+                    start_top_up)
+from .statuses import PENDING
 
-__all__ = ["Return", "came_back", "notice", "allowed", "refuse", "start_plan_change",
-           "start_top_up"]
+__all__ = ["Return", "came_back", "notice", "RETURNING_FROM", "AddressRefused",
+           "AlreadySubmitted", "NotRecorded", "PastTheLimit", "Started", "UpstreamFailed",
+           "allowed", "refuse", "start_plan_change", "start_top_up", "PENDING"]

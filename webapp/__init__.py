@@ -143,6 +143,8 @@ def register_upstream(app):
     from .gateway.redis_store import connect
     from .services.checkouts.outbox import Outbox, database_key
     from .services.arrivals import reading_arrived
+    # the worker listens for alert deliveries that are due (its start on first use)
+    from .services import background  # noqa: F401
 
     cfg = app.config
     clock = cfg.get("CLOCK") or Clock()

@@ -1,5 +1,5 @@
 """What the billing page answers for a checkout: the services start or refuse it
-(``services.checkouts``) and say how it went in a ``Started`` or one of their
+(``services.checkouts.start``) and say how it went in a ``Started`` or one of their
 errors; here those become the redirect to the checkout or the page that says why
 not."""
 from __future__ import annotations
@@ -8,7 +8,8 @@ from flask import current_app, redirect, session, url_for
 from flask_login import current_user
 
 from ..errors import render_error, render_store_busy, render_too_many, render_upstream_error
-from ..services import checkouts
+from ..services.checkouts import start as checkouts
+from ..services.checkouts.statuses import PENDING
 
 
 def _return_url() -> str:
@@ -91,7 +92,7 @@ def _not_recorded():
 
 
 def _already_submitted(outcome: str):
-    if outcome == checkouts.PENDING:
+    if outcome == PENDING:
         message = ("This form is already being processed. Check your balance in a minute "
                    "before trying again.")
     else:

@@ -7,7 +7,8 @@ from flask_login import current_user
 
 from ..errors import render_error, render_upstream_error
 from ..giga import GigaError
-from ..services import checkouts, trail
+from ..services import trail
+from ..services.checkouts import returns
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
 from ..services.history.report import DEFAULT_RANGE, RANGES, page_history
@@ -38,14 +39,14 @@ def _new_nonce() -> str:
 def render_dashboard(form=None, *, status=200, back=None):
     """The billing page; an upstream fault on the balance read gets the error page.
 
-    ``back``: a ``checkouts.Return`` for a user back from a checkout they started,
+    ``back``: a ``returns.Return`` for a user back from a checkout they started,
     whose notice is worked out after the (fresh) reading.
     """
     try:
         overview = load_overview(fresh=back is not None and back.wants_fresh_figures)
     except GigaError as exc:
         return render_upstream_error(exc)
-    notice = checkouts.notice(back, overview.fetched_at) if back else None
+    notice = returns.notice(back, overview.fetched_at) if back else None
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
                            overview.now, overview.known_plans, read_at=overview.fetched_at,
                            zone=display_zone())
@@ -66,7 +67,7 @@ def render_dashboard(form=None, *, status=200, back=None):
 @bp.get("")
 @permission_required("view")
 def dashboard():
-    return render_dashboard(back=checkouts.came_back(request.args.get("checkout")))
+    return render_dashboard(back=returns.came_back(request.args.get("checkout")))
 
 
 def _typed_amount() -> str:

@@ -12,13 +12,8 @@ Pages call these named functions with plain values (the user, an amount, a plan,
 the form's one-time token); nothing is passed in to be called back. They answer
 results (``Started``) or raise the errors ``start`` names; the pages turn those
 into responses.
-"""
-from .returns import Return, came_back, notice
-from .start import (RETURNING_FROM, AddressRefused, AlreadySubmitted, NotRecorded,
-                    PastTheLimit, Started, UpstreamFailed, allowed, refuse, start_plan_change,
-                    start_top_up)
-from .statuses import PENDING
 
-__all__ = ["Return", "came_back", "notice", "RETURNING_FROM", "AddressRefused",
-           "AlreadySubmitted", "NotRecorded", "PastTheLimit", "Started", "UpstreamFailed",
-           "allowed", "refuse", "start_plan_change", "start_top_up", "PENDING"]
+The package imports none of its modules itself: the history imports
+``reconcile`` from below the rest (``start`` reads the account, whose forecast
+reads the history), so pages import the module they need.
+"""

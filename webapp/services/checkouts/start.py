@@ -132,7 +132,7 @@ def refuse(action, outcome, *, typo=False, **fields) -> None:
     """
     taken, wait = limits.take("typos" if typo else "actions")
     if not taken:
-        _past_the_limit(wait)
+        _past_the_limit(wait)  # raises
     trail.record(action, outcome, **fields)
 
 
@@ -154,7 +154,7 @@ def _start(user, action, nonce, return_url, *, what, **fields) -> Started:
         return _replayed(user, earlier)
     taken, wait = limits.take("actions")
     if not taken:
-        _past_the_limit(wait)
+        _past_the_limit(wait)  # raises
     try:
         entry_id, earlier = record.claim(action, nonce, **fields)
     except trail.TrailUnavailable as exc:
@@ -164,7 +164,7 @@ def _start(user, action, nonce, return_url, *, what, **fields) -> Started:
     try:
         checkout = _ask_upstream(action, fields)
     except GigaError as exc:
-        _upstream_failed(user, action, entry_id, exc)
+        raise _upstream_failed(user, action, entry_id, exc) from exc
     if not allowed(checkout.checkout_url):
         log.error("refused checkout redirect to %r (user %s)", checkout.checkout_url[:200],
                   user.email)
@@ -175,7 +175,6 @@ def _start(user, action, nonce, return_url, *, what, **fields) -> Started:
                     checkout_url=checkout.checkout_url)
     checkout_started.send(current_app._get_current_object(),
                           checkout_url=checkout.checkout_url, return_url=return_url)
-    # only a return from a checkout this session started earns a notice and a fresh read
     return Started(checkout.checkout_url, returning={"what": what, "entry": entry_id})
 
 
@@ -186,18 +185,18 @@ def _ask_upstream(action, fields) -> Checkout:
     return gateway().change_plan(fields["plan_to"], deadline())
 
 
-def _upstream_failed(user, action, entry_id, exc: GigaError):
-    """Settle the attempt that ``exc`` ended, then raise ``UpstreamFailed``."""
+def _upstream_failed(user, action, entry_id, exc: GigaError) -> UpstreamFailed:
+    """Settle the attempt that ``exc`` ended; returns the ``UpstreamFailed`` to raise."""
     if isinstance(exc, (Timeout, ConnectionFailed)) and not exc.never_sent:
         # the request may have been acted on: say so, and never retry it blindly
         how = "timeout" if isinstance(exc, Timeout) else "connection lost"
         log.warning("%s status unknown after %s (user %s)", action, how, user.email)
         _settle_or_keep(entry_id, f"status unknown: {how}", request_id=exc.request_id)
-        raise UpstreamFailed(exc, status_unknown=True) from exc
+        return UpstreamFailed(exc, status_unknown=True)
     note = ("Nothing was sent, so nothing was charged." if exc.never_sent or exc.status
             else "Check your balance before trying again.")
     _settle_or_keep(entry_id, trail.upstream_outcome(exc), request_id=exc.request_id)
-    raise UpstreamFailed(exc, status_unknown=False, note=note) from exc
+    return UpstreamFailed(exc, status_unknown=False, note=note)
 
 
 def _settle_or_keep(entry_id, outcome, **fields) -> None:

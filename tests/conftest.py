@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -130,6 +130,21 @@ def app(tmp_path, sandbox):
 def csrf_app(tmp_path, sandbox):
     """The same, with CSRF on (as in production)."""
     return make_app(tmp_path, SANDBOX=sandbox, WTF_CSRF_ENABLED=True)
+
+
+@pytest.fixture
+def seeded(app, sandbox):
+    """The app with the sandbox's made-up month of readings (a reading every two hours,
+    a period reset and a credited top-up in it), ending a minute ago."""
+    from decimal import Decimal
+
+    from webapp.giga.client import parse_billing
+    from webapp.services.history.seed import seed
+
+    with app.app_context():
+        seed(parse_billing({"billing": sandbox.state.billing()}), Decimal(100),
+             datetime.now(timezone.utc) - timedelta(minutes=1))
+    return app
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def deployment(tmp_path, sandbox, mailbox, receiver):
     """The environment of a production deployment against the sandbox's API (as a real
     key would be used), with one finance user to email; what it started is stopped."""
     env = {"GIGA_API_URL": sandbox.url, "GIGA_API_KEY": sandbox.api_key,
-           "SECRET_KEY": secrets.token_hex(32),
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'dashboard.db'}",
            "ALERT_WEBHOOK_URL": receiver.url, "SMTP_URL": mailbox.url,
            "ALERT_SEND_EVERY": "1", "ALERT_RETRY_SECONDS": "1", "ALERT_POLL_WAIT": "10",

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from webapp.models import AuditEntry
-from webapp.security import checkout_url_allowed
+from webapp.checks import checkout_url_allowed
 
 from .support.net import closed_port
 from .support.faultserver import Hang, Reset, error, healthy, ok

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _gunicorn(*args, **env):
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WEB_CONCURRENCY")}
-    base.update({"GIGA_API_KEY": "giga_sk_gunicorn_test", "SECRET_KEY": secrets.token_hex(32),
+    base.update({"GIGA_API_KEY": "giga_sk_gunicorn_test", "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
                  "GIGA_API_URL": "http://127.0.0.1:9", "DATABASE_URL": "sqlite:///:memory:",
                  **env})
     base.pop("GIGA_SANDBOX", None)
@@ -64,7 +64,7 @@ def _deployment(upstream_url: str, database_url: str, **settings) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "WEB_CONCURRENCY", "GIGA_SANDBOX")}
     return {**env, "GIGA_API_URL": upstream_url, "GIGA_API_KEY": "giga_sk_gunicorn_test",
-            "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": database_url, **settings}
+            "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32), "DATABASE_URL": database_url, **settings}
 
 
 def _viewers(env: dict, tmp_path, count: int) -> list[str]:
@@ -74,7 +74,7 @@ def _viewers(env: dict, tmp_path, count: int) -> list[str]:
     from webapp.services.users import create_user
 
     app = prepare(create_app({k: env[k] for k in ("GIGA_API_URL", "GIGA_API_KEY",
-                                                  "SECRET_KEY", "DATABASE_URL")}
+                                                  "SECRET_KEY", "API_TOKEN_PEPPER", "DATABASE_URL")}
                              | {"INSTANCE_PATH": str(tmp_path)}))
     emails = [f"viewer{i}@example.com" for i in range(count)]
     with app.app_context():

@@ -211,7 +211,7 @@ def test_many_pollers_stay_within_the_budget(tmp_path, sandbox):
 
 def test_poll_every_runs_until_stopped(tmp_path, fault_server):
     env = {"GIGA_API_KEY": "giga_sk_poller", "GIGA_API_URL": fault_server.url,
-           "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32), "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
            "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "billing", "poll",
                              "--every", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -300,16 +300,6 @@ def test_a_checkout_unseen_for_48_hours_says_to_check(client, auth, app):
 
 
 # -- the chart and the exports ---------------------------------------------------------
-
-@pytest.fixture
-def seeded(app, sandbox):
-    from webapp.giga.client import parse_billing
-
-    with app.app_context():
-        seed(parse_billing({"billing": sandbox.state.billing()}), D(100),
-             datetime.now(timezone.utc) - timedelta(minutes=1))
-    return app
-
 
 def test_the_chart_has_a_name_and_a_table_with_the_same_figures(client, auth, seeded):
     auth.login("viewer")

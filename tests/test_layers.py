@@ -3,15 +3,21 @@ imports another (what two pages need lives in ``webapp/services``).
 
 Layers, bottom to top; a module may import its own layer and those below:
 
-    foundation  clock, settings, formatting, extensions, models, database, assets
+    foundation  clock, settings, formatting, extensions, models, database, assets, checks
     giga        the typed client of the billing API
     gateway     cache, budget, single flight, breaker over one store
     web         security, errors, downloads (what every page renders with)
     services    account, checkouts, history, alerting, trail, access, sessions, ...;
                 the sandbox (a billing API of its own, for trying and testing)
-    pages       billing, audit, users, alerts, auth, exports, metrics, account: one blueprint
+    pages       billing, audit, users, alerts, auth, exports, metrics, account, tokens, api:
+                one blueprint
                 each, and none imports another
     entry       the factory (webapp/__init__), processes, commands
+
+Inside ``services`` the modules import one another without a cycle, and none
+imports what only pages use: a page package, the error pages (``errors``),
+``security`` or Flask's ``render_template`` / ``redirect``. Services take plain
+values and answer results or raise; pages (HTML or JSON) make the responses.
 """
 from __future__ import annotations
 
@@ -20,12 +26,14 @@ from pathlib import Path
 
 WEBAPP = Path(__file__).resolve().parents[1] / "webapp"
 LAYERS = [
-    {"clock", "settings", "formatting", "extensions", "models", "database", "assets"},
+    {"clock", "settings", "formatting", "extensions", "models", "database", "assets",
+     "checks"},
     {"giga"},
     {"gateway"},
     {"security", "errors", "downloads"},
     {"services", "sandbox"},
-    {"billing", "audit", "users", "alerts", "auth", "exports", "metrics", "account"},
+    {"billing", "audit", "users", "alerts", "auth", "exports", "metrics", "account", "tokens",
+     "api"},
     {"__init__", "processes", "commands"},
 ]
 PAGES = LAYERS[5]
@@ -90,3 +98,100 @@ def test_no_function_is_longer_than_sixty_lines():
                 if lines > 60:
                     long.append((str(path.relative_to(WEBAPP)), node.name, lines))
     assert long == []
+
+
+SERVICES = WEBAPP / "services"
+#: what only pages may use: the page packages, the error pages, the view guard, and
+#: Flask's ways to answer a request
+WEB_ONLY = PAGES | {"errors", "security"}
+FLASK_ANSWERS = {"render_template", "redirect"}
+
+
+def _module(parts: tuple[str, ...]) -> tuple[str, ...]:
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _is_module(parts) -> bool:
+    path = WEBAPP.joinpath(*parts)
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _service_imports():
+    """``(module, imported module, the import node)`` for every import of webapp code in
+    a ``services`` module, those inside functions too; modules are tuples of names
+    below ``webapp``. Importing ``a.b.c`` from outside ``a.b`` runs ``a.b`` first, so
+    it counts as importing that package too."""
+    for path in sorted(SERVICES.rglob("*.py")):
+        me = _module(path.relative_to(WEBAPP).with_suffix("").parts)
+        package = me if path.name == "__init__.py" else me[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = list(package)[:len(package) - (node.level - 1)]
+                target = base + (node.module.split(".") if node.module else [])
+            elif (node.module or "").startswith("webapp."):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            for alias in node.names:
+                named = tuple(target + [alias.name])
+                module = named if _is_module(named) else tuple(target)
+                for end in range(1, len(module) + 1):
+                    ancestor = module[:end]
+                    if ancestor != me and me[:end] != ancestor:
+                        yield me, ancestor, node
+
+
+def test_no_service_imports_what_only_pages_use():
+    reaching_up = sorted({(".".join(me), ".".join(target)) for me, target, _ in
+                          _service_imports() if target[0] in WEB_ONLY})
+    answering = []
+    for path in sorted(SERVICES.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "flask":
+                answering += [(str(path.relative_to(WEBAPP)), alias.name) for alias in node.names
+                              if alias.name in FLASK_ANSWERS]
+    assert (reaching_up, answering) == ([], [])
+
+
+def _cycles(graph: dict) -> list[list[str]]:
+    """The strongly connected parts of ``graph`` with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            part = []
+            while not part or part[-1] != node:
+                part.append(stack.pop())
+                on_stack.discard(part[-1])
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_among_services():
+    graph: dict[str, set[str]] = {}
+    for me, target, _ in _service_imports():
+        if target[0] == "services":
+            graph.setdefault(".".join(me), set()).add(".".join(target))
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """The check above can fail: a two-module loop and a longer one are both found."""
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c", "f"}}) == [
+        ["a", "b"], ["c", "d", "e"]]

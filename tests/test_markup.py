@@ -20,6 +20,7 @@ def _visit(app, sandbox) -> dict[str, str]:
     pages["signin-failed"] = anon.post("/signin", data={"email": "x@example.com",
                                                         "password": "nope"}).get_data(as_text=True)
     pages["not-found"] = anon.get("/no/such/page").get_data(as_text=True)
+    pages["api-reference"] = anon.get("/api/v1/reference").get_data(as_text=True)
     for role, email in ACCOUNTS.items():
         client = app.test_client()
         client.post("/signin", data={"email": email, "password": "demo"})
@@ -30,6 +31,11 @@ def _visit(app, sandbox) -> dict[str, str]:
         pages[f"{role}-alerts"] = get("/alerts")
         pages[f"{role}-users"] = get("/users")
         pages[f"{role}-settings"] = get("/settings")
+        pages[f"{role}-token-made"] = client.post("/settings/tokens", data={
+            "name": "nightly", "scopes": ["usage:read"], "days": "7"}).get_data(as_text=True)
+        pages[f"{role}-tokens"] = get("/settings/tokens")
+        pages[f"{role}-tokens-invalid"] = client.post("/settings/tokens", data={
+            "name": "", "scopes": []}).get_data(as_text=True)
         pages[f"{role}-confirm"] = get("/billing/plans/pro")
         if role != "viewer":
             pages[f"{role}-topup-invalid"] = client.post(
@@ -84,6 +90,6 @@ def test_every_page_passes_the_nu_html_checker(pages, tmp_path, capsys):
     for name, html in pages.items():
         (folder / f"{name}.html").write_text(html)
         files.append(str(folder / f"{name}.html"))
-    assert len(files) == 38
+    assert len(files) == 48
     errors = Validator(errors_only=True).validate(files)
     assert errors == 0, capsys.readouterr().out

@@ -77,7 +77,7 @@ def test_flask_db_upgrade_adopts_a_first_release_database(tmp_path, which):
     _first_release_database(url)
     assert _version(url) is None
     env = {**os.environ, "DATABASE_URL": url, "GIGA_API_KEY": "giga_sk_migration_test",
-           "GIGA_API_URL": "http://127.0.0.1:9", "SECRET_KEY": secrets.token_hex(32),
+           "GIGA_API_URL": "http://127.0.0.1:9", "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
            "FLASK_APP": "wsgi"}
     result = subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=120)

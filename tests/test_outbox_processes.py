@@ -52,7 +52,7 @@ def servers(tmp_path, database, fault_server, redis_server):
     """Six gunicorn servers, started side by side, all on ``tmp_path / "instance"``."""
     url, _ = database
     env = {"GIGA_API_URL": fault_server.url, "GIGA_API_KEY": "giga_sk_twelve",
-           "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": url,
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32), "DATABASE_URL": url,
            "REDIS_URL": redis_server.url, "INSTANCE_PATH": str(tmp_path / "instance"),
            "DATABASE_WAIT_SECONDS": str(DATABASE_WAIT_SECONDS),
            "UPSTREAM_DEADLINE": str(UPSTREAM_DEADLINE), "ALERT_SEND_EVERY": "1",

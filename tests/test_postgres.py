@@ -201,3 +201,46 @@ def test_budget_and_spike_alerts_on_postgresql(tmp_path, sandbox, receiver):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_api_tokens_on_postgresql(tmp_path, sandbox):
+    """The token's statements on PostgreSQL: made, used (last use written once), paged
+    by a cursor of timestamps, revoked and refused into one folded trail row."""
+    import re
+
+    from webapp.clock import FrozenClock
+    from webapp.extensions import db
+    from webapp.models import ApiToken, AuditEntry
+
+    clock = FrozenClock()
+    app = make_app(tmp_path, SANDBOX=sandbox, DATABASE_URL=emptied_postgres(), CLOCK=clock)
+    client = app.test_client()
+    AuthActions(client).login("admin")
+    for name in ("one", "two", "three"):
+        made = client.post("/settings/tokens", data={"name": name, "scopes": ["audit:read"],
+                                                     "days": "7"})
+        assert made.status_code == 201
+    token = re.search(r'value="(wgb_[^"]+)"', made.get_data(as_text=True)).group(1)
+    client.post("/signout")
+    auth = {"Authorization": f"Bearer {token}"}
+    url = "/api/v1/checkouts?limit=1"
+    first = client.get("/api/v1/audit?limit=2", headers=auth).json
+    rest = client.get(f"/api/v1/audit?limit=2&next_page={first['next_page']}", headers=auth).json
+    assert [e["detail"].split("“")[1][:3] for e in first["data"] + rest["data"]] == \
+        ["one", "two", "thr"] and not rest["has_more"]
+    assert client.get(url, headers=auth).json == {"data": [], "has_more": False,
+                                                  "next_page": None}
+    with app.app_context():
+        row = db.session.scalar(db.select(ApiToken).where(ApiToken.name == "three"))
+        assert row.last_used_at == clock.now()
+        row.revoked_at = clock.now()
+        db.session.commit()
+    for _ in range(3):
+        assert client.get("/api/v1/audit", headers=auth).json["error"]["type"] == \
+            "token_revoked"
+    with app.app_context():
+        folded = db.session.scalars(db.select(AuditEntry).where(
+            AuditEntry.action == "API token refused")).all()
+        assert [r.repeats for r in folded] == [3]
+        db.session.remove()
+        db.engine.dispose()

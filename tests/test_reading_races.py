@@ -266,7 +266,7 @@ def test_one_payment_credits_one_top_up_on_three_servers(tmp_path, database_url,
         for i in range(PROCESSES):
             create_user(f"viewer{i}@example.com", "viewer", PASSWORD)
     env = {"GIGA_API_URL": fault_server.url, "GIGA_API_KEY": "giga_sk_races",
-           "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": database_url,
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32), "DATABASE_URL": database_url,
            "REDIS_URL": redis_server.url, "INSTANCE_PATH": str(tmp_path),
            "BILLING_CACHE_TTL": "0", "UPSTREAM_BUDGET_PER_MINUTE": "1000",
            "DATABASE_WAIT_SECONDS": "30"}

@@ -132,7 +132,7 @@ class Session:
         self._logs = []
         self.base = {k: v for k, v in os.environ.items()
                      if not k.startswith(("GIGA_", "ALERT_", "SMTP_", "REDIS_", "DATABASE_",
-                                          "SECRET_KEY", "METRICS_", "WEB_CONCURRENCY"))}
+                                          "SECRET_KEY", "API_TOKEN_", "METRICS_", "WEB_CONCURRENCY"))}
         # as with the README's .venv activated: its flask, gunicorn and python come first,
         # though pytest itself may run from that environment without activating it
         self.base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
@@ -254,7 +254,7 @@ def test_the_run_command_works_pasted_into_a_fresh_virtual_environment(tmp_path)
     admin = re.search(r"^\| `([^`]+)` \| `([^`]+)` \| admin \|$", readme, re.M)
     email, password = admin.groups()  # the README's demo table
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIGA_", "DATABASE_", "REDIS_", "SECRET_KEY", "VIRTUAL_ENV",
+           if not k.startswith(("GIGA_", "DATABASE_", "REDIS_", "SECRET_KEY", "API_TOKEN_", "VIRTUAL_ENV",
                                 "PYTHONPATH", "PYTHONHOME"))}
     # as a stock Debian or Ubuntu Python refuses it (PEP 668): no pip install outside a venv
     env["PIP_REQUIRE_VIRTUALENV"] = "1"

@@ -40,18 +40,21 @@ class Servers:
     def __init__(self, tmp: Path, upstream_url: str, redis_url: str):
         self.env = {**os.environ, "GIGA_API_URL": upstream_url,
                     "GIGA_API_KEY": "giga_sk_scale_out", "SECRET_KEY": secrets.token_hex(32),
+                    "API_TOKEN_PEPPER": secrets.token_hex(32),
                     "DATABASE_URL": f"sqlite:///{tmp / 'shared.db'}", "REDIS_URL": redis_url,
                     "BILLING_CACHE_TTL": str(TTL), "UPSTREAM_GET_RETRIES": "0",
                     "BREAKER_THRESHOLD": str(THRESHOLD), "BREAKER_COOLDOWN": "120",
                     "UPSTREAM_DEADLINE": "3", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000"}
-        app = prepare(create_app({k: v for k, v in self.env.items() if k in (
-            "GIGA_API_URL", "GIGA_API_KEY", "SECRET_KEY", "DATABASE_URL")}
+        #: the same deployment as the servers, for a test to change its users and tokens
+        self.app = app = prepare(create_app({k: v for k, v in self.env.items() if k in (
+            "GIGA_API_URL", "GIGA_API_KEY", "SECRET_KEY", "API_TOKEN_PEPPER", "DATABASE_URL")}
             | {"INSTANCE_PATH": str(tmp)}))
+        self.log_path = tmp / "gunicorn.log"
         with app.app_context():
             for i in range(VIEWERS):
                 create_user(f"viewer{i}@example.com", "viewer", PASSWORD)
         self.procs, self.bases = [], []
-        self.log = open(tmp / "gunicorn.log", "wb")  # read it when a test here fails
+        self.log = open(self.log_path, "wb")  # read it when a test here fails
         for _ in range(3):
             port = closed_port()
             self.procs.append(subprocess.Popen(
@@ -203,3 +206,36 @@ def test_a_failing_upstream_opens_the_breaker_for_all_three(servers, upstream, f
         page = load.sessions[0].get(base + "/billing")
         assert page.status_code == 503 and "giving it a moment" in page.text
     assert len(upstream.requests) - started == calls
+
+
+def test_an_api_token_is_one_token_on_every_server(servers, fresh):
+    """A demotion or a revocation is in force on the next request to any server, a
+    token's minute is counted once for all three, and no log holds the token."""
+    from webapp.clock import Clock
+    from webapp.services import tokens
+    from webapp.services.trail import COMMAND_LINE
+    from webapp.services.users import set_role
+
+    with servers.app.app_context():
+        owner = create_user("api-finance@example.com", "finance", PASSWORD)
+        _, text = tokens.create("nightly", ["usage:read", "audit:read"], 30, owner=owner,
+                                actor=COMMAND_LINE, now=Clock().now())
+    bearer = {"Authorization": f"Bearer {text}"}
+    audit = [requests.get(f"{base}/api/v1/audit", headers=bearer, timeout=10)
+             for base in servers.bases]
+    assert [a.status_code for a in audit] == [200, 200, 200]
+    with servers.app.app_context():
+        set_role("api-finance@example.com", "viewer", actor=COMMAND_LINE)
+    demoted = requests.get(f"{servers.bases[1]}/api/v1/audit", headers=bearer, timeout=10)
+    assert demoted.status_code == 403 and demoted.json()["error"]["type"] == \
+        "insufficient_scope"
+    codes = [requests.get(f"{servers.bases[i % 3]}/api/v1/tokens/self", headers=bearer,
+                          timeout=10).status_code for i in range(60)]
+    assert codes == [200] * 56 + [429] * 4  # 60 a minute, the 4 above among them
+    with servers.app.app_context():
+        tokens.revoke(tokens.find(text), actor=COMMAND_LINE, now=Clock().now())
+    revoked = requests.get(f"{servers.bases[2]}/api/v1/tokens/self", headers=bearer,
+                           timeout=10)
+    assert revoked.status_code == 401 and revoked.json()["error"]["type"] == "token_revoked"
+    servers.log.flush()
+    assert text.split("_")[2] not in servers.log_path.read_text()

@@ -25,6 +25,9 @@ GOOD_SECRET = secrets.token_hex(32)
     ({**LIVE, "SECRET_KEY": "0" * 64}, "SECRET_KEY is too weak"),
     ({**LIVE, "SECRET_KEY": "abcdefghijklmnopqrstuvwxyz0123456789"}, "SECRET_KEY is too weak"),
     ({**LIVE, "SECRET_KEY": "Pq7" * 16}, "SECRET_KEY is too weak"),
+    ({**LIVE, "SECRET_KEY": GOOD_SECRET}, "API_TOKEN_PEPPER is required"),
+    ({**LIVE, "SECRET_KEY": GOOD_SECRET, "API_TOKEN_PEPPER": "pepper" * 8},
+     "API_TOKEN_PEPPER is too weak"),
     ({**SANDBOX, "RECHARGE_MIN": "abc"}, "RECHARGE_MIN"),
     ({**SANDBOX, "RECHARGE_MIN": "0"}, "RECHARGE_MIN"),
     ({**SANDBOX, "RECHARGE_MAX": "NaN"}, "RECHARGE_MAX"),
@@ -86,16 +89,20 @@ def test_sandbox_mode_never_uses_the_real_database(tmp_path):
 
 def test_live_mode_with_good_secret(tmp_path):
     cfg = load_settings(environ={**LIVE, "SECRET_KEY": GOOD_SECRET,
+                                 "API_TOKEN_PEPPER": secrets.token_hex(32),
                                  "DATABASE_URL": "postgres://u:p@db/giga"},
                         overrides={"INSTANCE_PATH": str(tmp_path)})
     assert not cfg["SANDBOX_MODE"] and cfg["SECRET_KEY"] == GOOD_SECRET
     assert cfg["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db/giga"
 
 
-def test_sandbox_secret_survives_restart(tmp_path):
-    a = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
-    b = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
-    assert a == b and len(a) >= 32
+@pytest.mark.parametrize("name", ["SECRET_KEY", "API_TOKEN_PEPPER"])
+def test_sandbox_secret_survives_restart(tmp_path, name):
+    a = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})
+    b = load_settings(environ=SANDBOX, overrides={"INSTANCE_PATH": str(tmp_path)})
+    assert a[name] == b[name] and len(a[name]) >= 32
+    # two keys, not one used twice: a leaked session key does not key the tokens
+    assert a["SECRET_KEY"] != a["API_TOKEN_PEPPER"]
 
 
 def test_api_key_never_reaches_pages_or_logs(tmp_path, fault_server, caplog):

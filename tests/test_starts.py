@@ -31,7 +31,7 @@ def _newcomer_env(**settings) -> dict:
     """A shell with nothing of the dashboard's set but ``settings`` (sandbox mode)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GIGA_", "ALERT_", "SMTP_", "REDIS_", "DATABASE_", "SANDBOX_",
-                                "SECRET_KEY", "METRICS_", "WEB_CONCURRENCY", "FLASK_"))}
+                                "SECRET_KEY", "API_TOKEN_", "METRICS_", "WEB_CONCURRENCY", "FLASK_"))}
     return {**env, "GIGA_SANDBOX": "1", **settings}
 
 

@@ -274,7 +274,7 @@ def _environment(tmp_path, sandbox, url, **more) -> dict:
     """A deployment against the sandbox's API (as with a real key), on one SQLite file,
     with one admin who can press "Send test alert"."""
     env = {"GIGA_API_URL": sandbox.url, "GIGA_API_KEY": sandbox.api_key,
-           "SECRET_KEY": secrets.token_hex(32),
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'dashboard.db'}",
            "ALERT_WEBHOOK_URL": url, "ALERT_WEBHOOK_SECRET": SECRET, "SMTP_URL": "",
            "ALERT_SEND_EVERY": "1", "ALERT_RETRY_SECONDS": "1", "ALERT_CLAIM_SECONDS": "4",

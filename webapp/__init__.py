@@ -150,6 +150,8 @@ def register_upstream(app):
     from .giga import GigaClient
     from .services.checkouts.outbox import Outbox, database_key
     from .services.arrivals import reading_arrived
+    # the worker listens for alert deliveries that are due (its start on first use)
+    from .services import background  # noqa: F401
 
     cfg = app.config
     clock = cfg.get("CLOCK") or Clock()
@@ -194,16 +196,20 @@ def register_blueprints(app):
     """One blueprint a page package, each beside its routes (``<package>.views.bp``)."""
     from .account.views import bp as account_bp
     from .alerts.views import bp as alerts_bp
+    from .api import init_api
     from .audit.views import bp as audit_bp
     from .auth.views import bp as auth_bp
     from .billing.views import bp as billing_bp
     from .exports.views import bp as exports_bp
     from .metrics.views import bp as metrics_bp
+    from .tokens.views import bp as tokens_bp
     from .users.views import bp as users_bp
 
     for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp,
-               account_bp):
+               account_bp, tokens_bp):
         app.register_blueprint(bp)
+
+    init_api(app)  # the JSON API and its OpenAPI document (flask-smorest)
 
     @app.get("/")
     def index():
@@ -232,9 +238,11 @@ def register_commands(app):
     from .commands.billing import billing_cli
     from .commands.sandbox import sandbox_cli
     from .commands.schema import schema_cli
+    from .commands.tokens import tokens_cli
     from .commands.users import users_cli
 
     app.cli.add_command(schema_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(billing_cli)
     app.cli.add_command(sandbox_cli)
+    app.cli.add_command(tokens_cli)

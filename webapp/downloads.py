@@ -45,7 +45,7 @@ def in_chunks(statement, keys, convert, *, newest_first=False):
     while True:
         batch = statement.order_by(None).order_by(*order).limit(CHUNK_ROWS)
         if after is not None:
-            batch = batch.where(_beyond(keys, after, newest_first))
+            batch = batch.where(beyond(keys, after, newest_first))
         found = db.session.scalars(batch).all()
         rows = [convert(entity) for entity in found]
         if found:
@@ -56,7 +56,7 @@ def in_chunks(statement, keys, convert, *, newest_first=False):
             return
 
 
-def _beyond(keys, values, newest_first):
+def beyond(keys, values, newest_first):
     """``keys`` come after ``values`` in the download's order (a row comparison spelt
     out, which every database reads the same way)."""
     ahead = []

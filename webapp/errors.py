@@ -6,8 +6,9 @@ answered with a plain 500 page.
 from __future__ import annotations
 
 import logging
+import secrets
 
-from flask import current_app, g, render_template, request
+from flask import current_app, g, jsonify, render_template, request
 from flask_login import AnonymousUserMixin, current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,6 +43,36 @@ STORE_BUSY_RETRY_SECONDS = 5
 SCHEMA_MISSING_TITLE = "The dashboard's database has no tables yet"
 
 
+#: where every answer is JSON, errors included (``api``)
+API_PREFIX = "/api/"
+JSON_ERRORS = {400: ("bad_request", "The request could not be read."),
+               404: ("not_found", "There is nothing at this address; the README's JSON API "
+                                  "section lists the endpoints."),
+               405: ("method_not_allowed", "The API only reads: use GET."),
+               413: ("too_large", "The request sent far more data than it should.")}
+
+
+def request_id() -> str:
+    """This request's ID, made when first asked for (the JSON API quotes it in every
+    error and in ``X-Request-ID``)."""
+    if "request_id" not in g:
+        g.request_id = "req_" + secrets.token_hex(8)
+    return g.request_id
+
+
+def wants_json() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def json_error(status: int, kind: str, message: str, *, headers=None):
+    """The JSON API's one error shape: ``{"error": {"type", "message"}, "request_id"}``."""
+    answer = jsonify({"error": {"type": kind, "message": message}, "request_id": request_id()})
+    answer.status_code = status
+    answer.headers.update(headers or {})
+    answer.headers["X-Request-ID"] = request_id()
+    return answer
+
+
 def render_error(status, title=None, message=None, *, retry_after=None, error=None,
                  headers=None, sales_link=False, balance=None, back=None):
     """The one error page: a title, plain words, and upstream details when there are any.
@@ -63,6 +94,12 @@ def render_error(status, title=None, message=None, *, retry_after=None, error=No
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return body, status, headers
+
+
+def render_too_many(title: str, message: str, wait: float, back=None):
+    """The one 429 page for a user past a limit (``services.limits.take`` said how long
+    to ``wait``), saying when to try again."""
+    return render_error(429, title, message, retry_after=int(wait) + 1, back=back)
 
 
 def describe_upstream(exc) -> tuple[int, str, str]:
@@ -143,6 +180,15 @@ def render_schema_missing(reason):
         f"brought up. Nothing was changed and nothing was sent to checkout. {SCHEMA_MISSING}")
 
 
+def _first_message(messages) -> tuple[str, str]:
+    """The first parameter webargs refused and what it said, from its
+    ``{location: {name: [words]}}``."""
+    for fields in messages.values():
+        for name, words in fields.items():
+            return name, " ".join(words) if isinstance(words, list) else str(words)
+    return "parameters", "they could not be read."
+
+
 def init_errorhandlers(app):
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
@@ -154,6 +200,12 @@ def init_errorhandlers(app):
     def http_error(exc):
         if exc.code is None or exc.code < 400:
             return exc
+        if wants_json() and exc.code == 422:  # a parameter the API's schema refused
+            name, words = _first_message(getattr(exc, "data", {}).get("messages", {}))
+            return json_error(422, "invalid_parameter", f"{name}: {words}")
+        if wants_json():
+            return json_error(exc.code, *JSON_ERRORS.get(
+                exc.code, ("http_error", TITLES.get(exc.code, "The request failed."))))
         return render_error(exc.code)
 
     @app.errorhandler(GigaError)
@@ -164,6 +216,11 @@ def init_errorhandlers(app):
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(exc):
+        if wants_json():
+            log.warning("the database failed an API request: %s", str(exc).splitlines()[0][:200])
+            return json_error(503, "store_unavailable", "The dashboard's own database is busy "
+                              "or away. Nothing was changed; try again in a few seconds.",
+                              headers={"Retry-After": str(STORE_BUSY_RETRY_SECONDS)})
         if missing_schema(exc):
             return render_schema_missing(exc)
         if unavailable(exc):
@@ -175,4 +232,7 @@ def init_errorhandlers(app):
     @app.errorhandler(Exception)
     def unexpected(exc):
         log.exception("unhandled error")
+        if wants_json():
+            return json_error(500, "server_error", "The dashboard failed on its side. Try "
+                              "again; if it keeps happening, quote the request ID.")
         return render_error(500)

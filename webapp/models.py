@@ -354,3 +354,33 @@ class AlertAttempt(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ok: Mapped[bool] = mapped_column(default=False)
     detail: Mapped[str] = mapped_column(String(500), default="")
+
+
+class ApiToken(db.Model):
+    """A bearer token for the read-only JSON API (``services.tokens``). The secret is kept
+    only as an HMAC with the deployment's pepper (``API_TOKEN_PEPPER``): a copy of the
+    database lets no one call the API. A personal token carries its owner's rights as
+    they are at each request; a team token (``team``) outlives the admin who made it."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: the token's public part (``wgb_<public_id>_...``): how a presented token is found
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hmac: Mapped[str] = mapped_column(String(64))
+    #: how the token is listed: ``wgb_ab12…x9`` (the public id's start, the checksum's end)
+    hint: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[str] = mapped_column(String(100))  # space-separated
+    team: Mapped[bool] = mapped_column(default=False)
+    #: a personal token's owner (a team token's creator); the email too, so a user made
+    #: later under a reused id never inherits a removed user's tokens
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
+    owner_email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(254), nullable=True)

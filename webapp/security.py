@@ -1,15 +1,21 @@
-"""Response headers, cookie policy, proxy trust, and the checkout redirect allowlist."""
+"""Response headers, cookie policy, proxy trust, the role guard on views, and the form
+validator against control characters (the checks themselves are ``checks``)."""
 from __future__ import annotations
 
 import ipaddress
 import logging
 import threading
+from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import current_user, login_required
 from werkzeug.middleware.proxy_fix import ProxyFix
 from wtforms.validators import ValidationError
+
+from .checks import has_control_characters
+from .errors import render_error
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,27 @@ def init_security(app):
         if request.endpoint != "static":
             resp.headers["Cache-Control"] = "no-store"
         return resp
+
+
+def permission_required(permission, on_refusal=None):
+    """The role guard: every view names the permission it needs. Require a signed-in
+    user whose role grants ``permission`` (the rules, which role may do what, are
+    ``models.role_can``, asked through ``current_user.can``).
+
+    Anyone else gets the polite 403 page; ``on_refusal(*args, **kwargs)``
+    runs first (the billing actions use it to record the refusal) and may
+    answer instead (a 429 when the user keeps trying).
+    """
+    def decorate(view):
+        @wraps(view)
+        @login_required
+        def guarded(*args, **kwargs):
+            if not current_user.can(permission):
+                answer = on_refusal(*args, **kwargs) if on_refusal is not None else None
+                return answer or render_error(403)
+            return view(*args, **kwargs)
+        return guarded
+    return decorate
 
 
 def _warn_of_an_untrusted_proxy(app):
@@ -113,36 +140,6 @@ class ForwardedAddress:
                 return
             self._warned.add(kind)
         log.warning(message, *args)
-
-
-def checkout_url_allowed(url, hosts, origins=()) -> bool:
-    """True only for ``https://<allowed host>[:443]/...`` or an exact allowed origin.
-
-    Look-alike hosts, userinfo, backslashes, whitespace, other schemes and
-    other ports are refused.
-    """
-    if not isinstance(url, str) or not url.isascii() or len(url) > 2048:
-        return False
-    if any(c in url for c in "\\ \t\r\n\x00") or any(ord(c) < 32 for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return False
-    if "@" in parts.netloc or not parts.hostname:
-        return False
-    host = parts.hostname
-    if parts.scheme == "https" and host in hosts and port in (None, 443) \
-            and parts.netloc.lower() in (host, f"{host}:443"):
-        return True
-    return f"{parts.scheme}://{parts.netloc}" in origins
-
-
-def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a NUL or another control character (no column takes a NUL on
-    PostgreSQL, and none belongs in an address or a filter)."""
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
 
 
 def no_control_characters(form, field):

@@ -39,6 +39,7 @@ DEFAULTS = {
     "GIGA_API_KEY": None,
     "GIGA_SANDBOX": "0",
     "SECRET_KEY": None,
+    "API_TOKEN_PEPPER": None,
     "SALES_URL": "https://withgiga.ai/contact",
     "CHECKOUT_ALLOWED_HOSTS": "checkout.stripe.com",
     "RECHARGE_MIN": "5",
@@ -55,6 +56,9 @@ DEFAULTS = {
     "BREAKER_COOLDOWN": "30",
     "ACTIONS_PER_MINUTE": "5",
     "TYPOS_PER_MINUTE": "20",
+    "API_REQUESTS_PER_MINUTE": "60",
+    "API_REQUESTS_PER_HOUR": "1000",
+    "API_FAILURES_PER_MINUTE": "20",
     "DATABASE_URL": None,
     "DATABASE_WAIT_SECONDS": "3",
     "DATABASE_START_WAIT_SECONDS": "30",
@@ -329,6 +333,8 @@ def load_settings(environ=None, overrides=None) -> dict:
     cfg["TESTING"] = testing
     _upstream_settings(cfg, raw, testing)
     cfg["SECRET_KEY"] = _secret_key(cfg, raw["SECRET_KEY"], instance, testing)
+    cfg["API_TOKEN_PEPPER"] = _secret_key(cfg, raw["API_TOKEN_PEPPER"], instance, testing,
+                                          name="API_TOKEN_PEPPER", uses="keys the API tokens")
     _numbers(cfg, raw)
     cfg["REDIS_URL"] = _redis_url(raw["REDIS_URL"])
     _alert_settings(cfg, raw)
@@ -371,16 +377,20 @@ def _upstream_settings(cfg, raw, testing):
     cfg["GIGA_API_URL"] = url
 
 
-def _secret_key(cfg, secret, instance: Path, testing: bool) -> str:
-    """``SECRET_KEY``: required and strong with a real key. Raises ``ConfigError``."""
+def _secret_key(cfg, secret, instance: Path, testing: bool, *, name="SECRET_KEY",
+                uses="signs sessions") -> str:
+    """``SECRET_KEY`` (or ``API_TOKEN_PEPPER``, the key the API tokens' HMACs are made
+    with): required and strong with a real key; in sandbox mode one is made and kept
+    under ``instance/``. Raises ``ConfigError``."""
     if not cfg["SANDBOX_MODE"] and not testing:
         if not secret:
-            raise ConfigError("SECRET_KEY is required when GIGA_API_KEY is set. Generate one "
-                              f"with: {MAKE_A_SECRET}")
+            raise ConfigError(f"{name} is required when GIGA_API_KEY is set (it {uses}). "
+                              f"Generate one with: {MAKE_A_SECRET}")
         if problem := _secret_key_problem(secret):
-            raise ConfigError(f"SECRET_KEY is too weak: {problem}. Generate one with: "
+            raise ConfigError(f"{name} is too weak: {problem}. Generate one with: "
                               f"{MAKE_A_SECRET}")
-    return secret or _sandbox_secret(instance, testing)
+    return secret or _sandbox_secret(instance, testing,
+                                     "sandbox-" + name.lower().replace("_", "-"))
 
 
 def _numbers(cfg, raw):
@@ -402,7 +412,8 @@ def _numbers(cfg, raw):
     cfg["HISTORY_DAYS"] = _int("HISTORY_DAYS", raw["HISTORY_DAYS"], minimum=MIN_HISTORY_DAYS)
     for name in ("UPSTREAM_BUDGET_PER_MINUTE", "BREAKER_THRESHOLD", "BREAKER_COOLDOWN",
                  "ACTIONS_PER_MINUTE", "TYPOS_PER_MINUTE", "LOGIN_MAX_FAILURES", "LOGIN_MAX_FAILURES_PER_ADDRESS",
-                 "SESSION_MAX_PER_USER",
+                 "SESSION_MAX_PER_USER", "API_REQUESTS_PER_MINUTE", "API_REQUESTS_PER_HOUR",
+                 "API_FAILURES_PER_MINUTE",
                  "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_DEADLINE", "DATABASE_WAIT_SECONDS"):
         cfg[name] = _int(name, raw[name], minimum=1)
     if cfg["UPSTREAM_RESERVED_FOR_ACTIONS"] >= cfg["UPSTREAM_BUDGET_PER_MINUTE"]:
@@ -412,11 +423,12 @@ def _numbers(cfg, raw):
         raise ConfigError("STALE_MAX_AGE must be at most 3600 seconds: old figures mislead.")
 
 
-def _sandbox_secret(instance: Path, testing: bool) -> str:
-    """A random key kept under ``instance/`` so sandbox sessions survive a restart."""
+def _sandbox_secret(instance: Path, testing: bool, file_name: str) -> str:
+    """A random key kept under ``instance/`` so sandbox sessions (and tokens) survive a
+    restart."""
     if testing:
         return secrets.token_hex(32)
-    path = instance / "sandbox-secret-key"
+    path = instance / file_name
     try:
         return path.read_text().strip()
     except FileNotFoundError:

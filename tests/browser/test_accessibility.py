@@ -21,7 +21,8 @@ def axe_violations(page):
 
 def _pages(live, role):
     """The pages a role meets, as (name, path)."""
-    pages = [("dashboard", "/billing"), ("not found", "/nope")]
+    pages = [("dashboard", "/billing"), ("not found", "/nope"), ("API tokens", "/settings/tokens"),
+             ("API reference", "/api/v1/reference")]
     if role in ("finance", "admin"):
         pages += [("audit trail", "/audit"), ("alerts", "/alerts"),
                   ("usage, 90 days", "/billing?range=90"), ("settings", "/settings")]
@@ -67,8 +68,8 @@ def test_no_violations_on_checkout_error_and_degraded_pages(new_page, live):
 
 @pytest.mark.parametrize("role,paths", [
     ("admin", ["/billing", "/billing/plans/pro", "/audit", "/users", "/nope", "/alerts",
-               "/billing?range=90", "/settings"]),
-    ("viewer", ["/billing"])])
+               "/billing?range=90", "/settings", "/settings/tokens", "/api/v1/reference"]),
+    ("viewer", ["/billing", "/settings/tokens"])])
 def test_fits_a_375px_phone_without_horizontal_scroll(new_page, live, role, paths):
     page = new_page(viewport={"width": 375, "height": 812}, is_mobile=True)
     page.goto(live.url + "/signin")

@@ -3,8 +3,9 @@ from flask_login import current_user
 
 from ..clock import app_clock
 from ..services import limits
-from ..services.access import permission_required
 from ..services.zone import choose, current_choice, setting_zone
+from ..security import permission_required
+from ..errors import render_too_many
 from .forms import ZoneForm, zone_choices
 
 bp = Blueprint("account", __name__, url_prefix="/settings")
@@ -39,7 +40,7 @@ def save():
     # every save is a row on the trail: a user may not write them by the thousand
     taken, wait = limits.take("settings")
     if not taken:
-        return limits.too_many("Too many saves", "The settings were saved several times in "
+        return render_too_many("Too many saves", "The settings were saved several times in "
                                "the last minute. Wait a moment and try again.", wait,
                                back=(url_for("account.index"), "Back to Settings"))
     before, after = choose(form.zone.data or None, current_user.email, app_clock().now())

@@ -9,7 +9,7 @@ from wtforms.validators import NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..services.amount import AmountError, parse_amount
-from ..security import has_control_characters
+from ..checks import has_control_characters
 
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
 MAX_EXTRA = 20

@@ -3,15 +3,15 @@ from flask_login import current_user
 
 from ..services import trail as audit
 from ..services import limits
-from ..services.access import permission_required
 from ..clock import app_clock
 from ..extensions import db
-from ..errors import render_error
+from ..errors import render_error, render_too_many
 from .forms import AlertRulesForm, BudgetForm, SendTestForm
 from ..services import budget as budgets
 from ..services.alerting.rules import describe, settings
 from ..services.alerting.deliveries import (configured, deliveries_of, evaluate, recent,
                                             send_test, targets)
+from ..security import permission_required
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
@@ -89,7 +89,7 @@ def test():
     # each admin may send one test a minute: a button must not flood an inbox
     taken, wait = limits.take("alert-test")
     if not taken:
-        return limits.too_many("Test alert already sent", "A test alert was sent a moment ago. "
+        return render_too_many("Test alert already sent", "A test alert was sent a moment ago. "
                                "Wait a minute before sending another.", wait,
                                back=(url_for("alerts.index"), "Back to Alerts"))
     send_test(current_app._get_current_object(), app_clock().now(), current_user.id,
@@ -107,7 +107,7 @@ def save_budget():
     # every save is a row on the trail: a user may not write them by the thousand
     taken, wait = limits.take("settings")
     if not taken:
-        return limits.too_many("Too many saves", "The budget was saved several times in the "
+        return render_too_many("Too many saves", "The budget was saved several times in the "
                                "last minute. Wait a moment and try again.", wait,
                                back=(url_for("alerts.index"), "Back to Alerts"))
     app = current_app._get_current_object()

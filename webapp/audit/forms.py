@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, SearchField, SelectChoice, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from ..security import has_control_characters
+from ..checks import has_control_characters
 from ..services.trail import ACTIONS
 
 #: dates the trail can hold; anything else is a typo (and 9999-12-31 + 1 day overflows)

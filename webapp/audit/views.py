@@ -6,7 +6,6 @@ from math import ceil
 from flask import Blueprint, render_template, request
 from sqlalchemy import func, select
 
-from ..services.access import permission_required
 from ..services.account import plan_names
 from ..clock import app_clock
 from ..downloads import csv_download, in_chunks
@@ -14,6 +13,7 @@ from ..extensions import db
 from ..services.checkouts.reconcile import checkout_status
 from ..services.zone import display_zone
 from ..models import AuditEntry
+from ..security import permission_required
 from .forms import AuditFilterForm
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")

@@ -8,8 +8,8 @@ from flask_login import current_user
 
 from ..errors import render_error, render_upstream_error
 from ..giga import GigaError
-from ..services import checkouts, trail
-from ..services.access import permission_required
+from ..services import trail
+from ..services.checkouts import returns
 from ..services.account import load_overview, plan_names
 from ..services.checkouts.reconcile import pending_checkouts
 from ..services.budget import budget_for_page
@@ -18,6 +18,8 @@ from ..services.planfit import plan_fit
 from ..services.history.report import DEFAULT_RANGE, RANGES, page_history, with_budget_line
 from ..services.zone import display_zone
 from ..services.amount import range_text
+from ..security import permission_required
+from . import answers
 from .forms import ChangePlanForm, TopUpForm
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
@@ -60,14 +62,14 @@ def _usage_chart(report, budget_per_day, can_export: bool):
 def render_dashboard(form=None, *, status=200, back=None):
     """The billing page; an upstream fault on the balance read gets the error page.
 
-    ``back``: a ``checkouts.Return`` for a user back from a checkout they started,
+    ``back``: a ``returns.Return`` for a user back from a checkout they started,
     whose notice is worked out after the (fresh) reading.
     """
     try:
         overview = load_overview(fresh=back is not None and back.wants_fresh_figures)
     except GigaError as exc:
         return render_upstream_error(exc)
-    notice = checkouts.notice(back, overview.fetched_at) if back else None
+    notice = returns.notice(back, overview.fetched_at) if back else None
     history = page_history(request.args.get("range", DEFAULT_RANGE), overview.billing,
                            overview.now, overview.known_plans, read_at=overview.fetched_at,
                            zone=display_zone())
@@ -95,7 +97,7 @@ def render_dashboard(form=None, *, status=200, back=None):
 @bp.get("")
 @permission_required("view")
 def dashboard():
-    return render_dashboard(back=checkouts.came_back(request.args.get("checkout")))
+    return render_dashboard(back=returns.came_back(request.args.get("checkout")))
 
 
 def _typed_amount() -> str:
@@ -104,8 +106,8 @@ def _typed_amount() -> str:
 
 
 def _refuse_top_up(*_args, **_kw):
-    return checkouts.refuse(trail.TOP_UP, "refused: role", amount_typed=_typed_amount(),
-                            detail="role may not top up")
+    return answers.refused(trail.TOP_UP, "refused: role", amount_typed=_typed_amount(),
+                           detail="role may not top up")
 
 
 @bp.post("/topup")
@@ -114,10 +116,10 @@ def top_up():
     form = TopUpForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return checkouts.refuse(trail.TOP_UP, "refused: invalid input", typo=True,
-                                amount_typed=_typed_amount(), detail=errors[:500]) \
+        return answers.refused(trail.TOP_UP, "refused: invalid input", typo=True,
+                               amount_typed=_typed_amount(), detail=errors[:500]) \
             or render_dashboard(form, status=422)
-    return checkouts.start_top_up(form.decimal, form.nonce.data)
+    return answers.top_up(form.decimal, form.nonce.data)
 
 
 def _plan_change_context(plan_id):
@@ -154,8 +156,8 @@ def _plan_names(*plan_ids) -> dict:
 
 def _refuse_plan_change(plan_id):
     if request.method == "POST":
-        return checkouts.refuse(trail.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
-                                **_plan_names(None, plan_id), detail="role may not change plan")
+        return answers.refused(trail.PLAN_CHANGE, "refused: role", plan_to=plan_id[:200],
+                               **_plan_names(None, plan_id), detail="role may not change plan")
     return None
 
 
@@ -177,13 +179,13 @@ def change_plan(plan_id):
     form = ChangePlanForm()
     if not form.validate():
         errors = "; ".join(e for errs in form.errors.values() for e in errs)
-        return checkouts.refuse(trail.PLAN_CHANGE, "refused: invalid input", typo=True,
-                                plan_to=plan_id[:200], **_plan_names(None, plan_id),
-                                detail=errors[:500]) or render_error(
+        return answers.refused(trail.PLAN_CHANGE, "refused: invalid input", typo=True,
+                               plan_to=plan_id[:200], **_plan_names(None, plan_id),
+                               detail=errors[:500]) or render_error(
             400, "Form not accepted", "This form is missing its one-time token. Go back, "
             "reload the page and try again.")
     overview, target, failure, reason = _plan_change_context(plan_id)
     if failure:
-        return checkouts.refuse(trail.PLAN_CHANGE, reason, plan_to=plan_id[:200],
-                                **_plan_names(None, plan_id)) or failure
-    return checkouts.start_plan_change(overview, target, form.nonce.data)
+        return answers.refused(trail.PLAN_CHANGE, reason, plan_to=plan_id[:200],
+                               **_plan_names(None, plan_id)) or failure
+    return answers.plan_change(overview, target, form.nonce.data)

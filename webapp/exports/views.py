@@ -7,16 +7,16 @@ from flask import Blueprint, request
 from sqlalchemy import select
 
 from ..services import limits
-from ..services.access import permission_required
 from ..services.account import load_overview, plan_names
 from ..downloads import csv_download, in_chunks
-from ..errors import render_upstream_error
+from ..errors import render_too_many, render_upstream_error
 from ..giga import GigaError
 from ..models import BalanceSnapshot
 from ..services.history.readings import first_reading_at
 from ..services.history.report import RANGES, chart
 from ..services.planfit import custom, custom_words, plan_fit
 from ..services.zone import display_zone
+from ..security import permission_required
 
 bp = Blueprint("exports", __name__, url_prefix="/billing")
 
@@ -52,7 +52,7 @@ def _too_many_exports():
     taken, wait = limits.take("exports")
     if taken:
         return None
-    return limits.too_many("Too many downloads", "You started several downloads in the last "
+    return render_too_many("Too many downloads", "You started several downloads in the last "
                            "minute. Wait a moment and try again.", wait)
 
 

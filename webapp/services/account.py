@@ -24,6 +24,11 @@ def plan_names() -> dict[str, str]:
     return gateway().plan_names()
 
 
+def known_plans() -> list[Plan] | None:
+    """The plans last read, or ``None`` (never calls upstream)."""
+    return gateway().known_plans()
+
+
 def deadline() -> float:
     """The limit for this page's upstream calls, well under a worker's timeout."""
     return app_clock().monotonic() + current_app.config["UPSTREAM_DEADLINE"]

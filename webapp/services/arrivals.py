@@ -24,6 +24,8 @@ from collections import deque
 from flask import after_this_request, has_request_context
 
 from ..database import busy
+from .alerting import deliveries
+from .history import readings
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +102,15 @@ class Arrivals:
     def _handle(self, reading) -> None:
         """Record ``reading``, then check the alert rules against it. Never raises for
         the database: a busy one skips what is left (the next reading does it)."""
-        from .alerting.deliveries import evaluate
-        from .history.readings import record
-
         app = self.app
         with app.app_context():
             if busy(app):
                 return
-            record(reading.value, reading.fetched_at, keep_days=app.config["HISTORY_DAYS"])
+            readings.record(reading.value, reading.fetched_at,
+                            keep_days=app.config["HISTORY_DAYS"])
             if busy(app):  # the write found it busy: waiting again to check helps nobody
                 return
-            evaluate(app, reading.value, reading.fetched_at)
+            deliveries.evaluate(app, reading.value, reading.fetched_at)
 
 
 _lock = threading.Lock()

@@ -13,26 +13,23 @@ import logging
 import threading
 
 from ..database import missing_schema, say_schema_missing
+from .alerting.deliveries import configured, deliver_due, deliveries_due
+from .checkouts.settlement import settle_kept
+from .sessions import purge_expired
 
 log = logging.getLogger(__name__)
 
 
 def _settle_checkouts(app, now):
-    from .checkouts.settlement import settle_kept
-
     settle_kept(app, now)
 
 
 def _deliver_alerts(app, now):
-    from .alerting.deliveries import configured, deliver_due
-
     if configured(app.config):
         deliver_due(app, now)
 
 
 def _purge_sessions(app, now):
-    from .sessions import purge_expired
-
     purge_expired(now)
 
 
@@ -89,3 +86,9 @@ def worker(app) -> Worker:
             found = app.extensions["background_worker"] = Worker(
                 app, app.config["ALERT_SEND_EVERY"])
         return found
+
+
+@deliveries_due.connect
+def _deliveries_due(app, **_):
+    """New alert deliveries are due: wake this process's worker (starting it if need be)."""
+    worker(app).wake()

@@ -29,6 +29,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from ..giga import Billing, Plan
+from .history.report import figures
 
 UTC = ZoneInfo("UTC")
 #: below this much of the period there is too little history for a pace
@@ -183,8 +184,6 @@ def account_forecast(billing: Billing, plans, now: datetime, *,
     ``plans`` is the plan list (``None`` when it could not be read, and then there is
     no forecast); the pace's week is the last 7 days of ``zone``. Raises
     ``SQLAlchemyError``."""
-    from .history.report import figures
-
     if plans is None:
         return None
     plan = next((p for p in plans if p.id == billing.plan), None)

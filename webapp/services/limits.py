@@ -10,17 +10,18 @@ process's fallback share while Redis is away -- which is why no rate-limit
 library is used: its storage would be a second connection with other
 fallback rules, and the checkout limit must count refusals and feed the
 audit trail's summary row, which a per-route decorator cannot.
+
+This module only counts and answers ``(taken, wait)``; the 429 page a user past a
+limit sees is the web layer's (``errors.render_too_many``).
 """
 from __future__ import annotations
 
 from flask import current_app
 from flask_login import current_user
 
-from ..errors import render_error
-
 #: the limits, by name: how many a minute (a number, or the setting that says)
 PER_MINUTE = {"actions": "ACTIONS_PER_MINUTE", "typos": "TYPOS_PER_MINUTE", "exports": 10, "alert-test": 1,
-              "settings": 10}
+              "settings": 10, "tokens": 10}
 
 
 def take(name: str) -> tuple[bool, float]:
@@ -30,8 +31,3 @@ def take(name: str) -> tuple[bool, float]:
     per_minute = current_app.config[limit] if isinstance(limit, str) else limit
     return current_app.extensions["giga_store"].take(f"{name}:{current_user.id}",
                                                      per_minute, 60)
-
-
-def too_many(title: str, message: str, wait: float, back=None):
-    """The one 429 page for a user past a limit, saying when to try again."""
-    return render_error(429, title, message, retry_after=int(wait) + 1, back=back)

@@ -24,10 +24,15 @@ USER_REMOVED = "user removed"
 ALERT_RULES_CHANGED = "alert rules saved"
 ZONE_CHANGED = "time zone saved"
 BUDGET_CHANGED = "budget saved"
+TOKEN_CREATED = "API token created"
+TOKEN_REVOKED = "API token revoked"
+#: a summary row: an expired or revoked API token refused, within one hour
+TOKEN_REFUSED = "API token refused"
 #: a summary row: refused attempts past the user's limit within one minute
 REFUSED_ATTEMPTS = "refused attempts"
 ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, ALERT_RULES_CHANGED,
-           ZONE_CHANGED, BUDGET_CHANGED, REFUSED_ATTEMPTS)
+           ZONE_CHANGED, BUDGET_CHANGED, TOKEN_CREATED, TOKEN_REVOKED, TOKEN_REFUSED,
+           REFUSED_ATTEMPTS)
 TOO_MANY = "refused: too many attempts"
 #: who made a change from the ``flask users`` commands
 COMMAND_LINE = ("(command line)", "cli")
@@ -79,38 +84,50 @@ def stage(action, outcome, *, actor=None, **fields) -> AuditEntry:
 def record(action, outcome, *, actor=None, **fields) -> AuditEntry:
     """Write one finished attempt. Raises ``TrailUnavailable``."""
     entry = stage(action, outcome, actor=actor, **fields)
-    _commit()
+    commit()
     return entry
 
 
 def count_refusal(minute: int):
     """Fold one refused attempt past the limit into this user's row for ``minute``
-    (a whole number of minutes since the epoch). Raises ``TrailUnavailable``.
+    (a whole number of minutes since the epoch). Raises ``TrailUnavailable``."""
+    _fold(f"refused:{current_user.id}:{minute}", REFUSED_ATTEMPTS, TOO_MANY, who())
+
+
+def count_token_refusal(key: str, *, actor, outcome: str, detail: str):
+    """Fold one refusal of an expired or revoked API token into the row ``key`` names
+    (the token, the kind and the hour). Raises ``TrailUnavailable``."""
+    _fold(key, TOKEN_REFUSED, outcome, who(actor), detail=detail)
+
+
+def _fold(key: str, action: str, outcome: str, actor: dict, **fields):
+    """Add one to the summary row ``key``, or write it with a count of one.
 
     The row is keyed by its ``nonce`` column, so concurrent requests (in any
     process) add to one row: the first inserts it, the rest increment it.
+    Raises ``TrailUnavailable``.
     """
-    key = f"refused:{current_user.id}:{minute}"
     bump = update(AuditEntry).where(AuditEntry.nonce == key).values(
         repeats=AuditEntry.repeats + 1)
     try:
         if db.session.execute(bump).rowcount:
             db.session.commit()
             return
-        db.session.add(AuditEntry(action=REFUSED_ATTEMPTS, outcome=TOO_MANY, nonce=key,
-                                  repeats=1, **who()))
+        db.session.add(AuditEntry(**fit({"action": action, "outcome": outcome, "nonce": key,
+                                         "repeats": 1, **actor, **fields})))
         db.session.commit()
     except IntegrityError:  # another request inserted it first
         db.session.rollback()
         db.session.execute(bump)
-        _commit()
+        commit()
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.exception("audit write failed")
         raise TrailUnavailable("audit row could not be written") from exc
 
 
-def _commit():
+def commit():
+    """Commit what was staged (the change and its row). Raises ``TrailUnavailable``."""
     try:
         db.session.commit()
     except SQLAlchemyError as exc:

@@ -11,7 +11,7 @@ from werkzeug.security import generate_password_hash
 
 from . import trail as audit
 from ..extensions import db
-from ..security import has_control_characters
+from ..checks import has_control_characters
 from ..models import ROLES, User, UserSession
 from ..settings import ZXCVBN_LOCK
 

@@ -1,10 +1,10 @@
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..services.access import permission_required
 from ..extensions import db
 from ..models import User
 from ..services import users as service
+from ..security import permission_required
 from .forms import DeleteForm, NewUserForm, RoleForm
 
 bp = Blueprint("users", __name__, url_prefix="/users")

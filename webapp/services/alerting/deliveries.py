@@ -1,8 +1,9 @@
 """Checking the rules on each fresh reading, and delivering what fired.
 
 Evaluation only writes rows (an alert and one delivery per channel target),
-so no page waits for a mail server or a webhook. Each process's background
-worker (``webapp.background``) delivers what is due: a delivery is claimed
+so no page waits for a mail server or a webhook; each time some are written,
+``deliveries_due`` says so (``services.background`` wakes its worker, started
+on first use, on it). Each process's background worker delivers what is due: a delivery is claimed
 with one conditional UPDATE, so two processes never send the same one at once
 (each attempt ends well inside its claim); a failure is recorded and tried
 again with backoff; a success is never sent again. A sender that dies
@@ -17,10 +18,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from blinker import Namespace
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..background import worker
+from ..forecast import account_forecast
 from ..zone import display_zone
 from ...database import mark_busy, missing_schema, say_schema_missing, unavailable
 from ...extensions import db
@@ -35,6 +37,9 @@ from .rules import (PLAN_THRESHOLDS, Crossing, conditions, email_recipients, fir
                     held_twice, settings, spike_crossings)
 
 log = logging.getLogger(__name__)
+
+#: sent with the app whenever deliveries were written that are due at once
+deliveries_due = Namespace().signal("alert-deliveries-due")
 
 MAX_ATTEMPTS = 12
 BATCH = 20
@@ -84,8 +89,6 @@ def _rule_inputs(app, billing: Billing, read_at: datetime):
     now), the plan's monthly credits, the rules, the page's forecast worked out the
     page's way (the same pace and dates), and the budget's status as the page shows it
     (``None``: no budget). Raises ``SQLAlchemyError``."""
-    from ..forecast import account_forecast
-
     plans = plans_for_rules(app)
     plan = next((p for p in plans or [] if p.id == billing.plan), None)
     monthly = plan.monthly_credits if plan is not None else None
@@ -132,7 +135,7 @@ def evaluate(app, billing: Billing, read_at: datetime) -> list[Alert]:
             log.exception("alert rules could not be checked")
         return []
     if fired:
-        worker(app).wake()
+        deliveries_due.send(app)
     return fired
 
 
@@ -233,7 +236,7 @@ def send_test(app, now: datetime, user_id: int, who: str) -> Alert:
         db.session.add(AlertDelivery(alert_id=alert.id, channel=channel, target=target,
                                      next_attempt_at=now))
     db.session.commit()
-    worker(app).wake()
+    deliveries_due.send(app)
     return alert
 
 

@@ -8,11 +8,12 @@
                (``outbox``), and rows left pending past a bounded time
 ``statuses``   the one set of words for all of the above
 
-Pages call these named functions with plain values (an amount, a plan, the
-form's one-time token); nothing is passed in to be called back.
-"""
-from .returns import Return, came_back, notice
-from .start import allowed, refuse, start_plan_change, start_top_up
+Pages call these named functions with plain values (the user, an amount, a plan,
+the form's one-time token); nothing is passed in to be called back. They answer
+results (``Started``) or raise the errors ``start`` names; the pages turn those
+into responses.
 
-__all__ = ["Return", "came_back", "notice", "allowed", "refuse", "start_plan_change",
-           "start_top_up"]
+The package imports none of its modules itself: the history imports
+``reconcile`` from below the rest (``start`` reads the account, whose forecast
+reads the history), so pages import the module they need.
+"""

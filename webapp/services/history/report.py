@@ -21,9 +21,9 @@ from ...formatting import clock, moment, zone_label
 from ...giga import Billing
 from . import readings as service
 from .rollups import (Apart, Grid, Part, Tail, day_sums, days_from, kept_apart,
-                      lazy_top_ups, quarter_of, quarter_start, tail, worked_out)
+                      lazy_top_ups, quarter_of, quarter_parts, quarter_start, tail, worked_out)
 from .usage import (UTC, ZERO, Day, Interval, Pace, Snapshot, day_start, local_day, opening,
-                    pace_over, weekly)
+                    pace_over, place_on_hours, weekly)
 
 RANGES = {"period": "This period", "last-period": "Last period", "7": "Last 7 days",
           "30": "Last 30 days", "90": "Last 90 days", "365": "Last 12 months"}
@@ -316,8 +316,11 @@ class Look:
         """The history over the days of ranges ``keys`` (each with the pace's week)."""
         spans = [range_days(k, self.billing, self.now, zone=self.zone)
                  for k in (*keys, PACE_RANGE)]
-        first = min(f for f, _ in spans)
-        last = max(first, min(max(last for _, last in spans), local_day(self.now, self.zone)))
+        return self.drawn_between(min(f for f, _ in spans), max(last for _, last in spans))
+
+    def drawn_between(self, first: date, last: date) -> Drawn:
+        """The history over days ``first``..``last`` of the zone (none after today)."""
+        last = max(first, min(last, local_day(self.now, self.zone)))
         for (lo, hi), drawn in self._drawn.items():  # a wider window drawn already serves
             if lo <= first and last <= hi:
                 return drawn
@@ -343,28 +346,38 @@ class Look:
                                kept_apart(day_start(grid.first, self.zone), reached)))
         return {**past, **recent[0]}, recent[1]
 
-    def _draw(self, grid: Grid) -> Drawn:
-        sums, apart = self._sums(grid)
-        parts = dict(sums)  # the kept ones stay as they are: a day the tail adds to is copied
+    def worked_out_tail(self) -> tuple[dict[tuple[int, datetime], Part], list[Apart]]:
+        """The quarter hours the rollups do not reach yet, worked out from the readings
+        with this look's own in them, and the intervals among them kept apart."""
         lo = quarter_of(self.tail.through) if self.tail.through is not None else 0
         snaps = [s for s in self.tail.snaps if s.first_seen < self.now + timedelta(seconds=1)]
         snaps = service.with_reading(snaps, self.billing, self.read_at)
         start = quarter_start(lo)
-        fresh, fresh_apart = worked_out(snaps, lo, None,
-                                        lazy_top_ups(start - SPAN, self.now + timedelta(days=1)))
-        for (q, period), part in fresh.items():
-            if (d := grid.day(q)) is not None:
-                merged = replace(parts[(d, period)]) if (d, period) in parts else Part(period)
-                merged.add(part)
-                parts[(d, period)] = merged
+        return worked_out(snaps, lo, None,
+                          lazy_top_ups(start - SPAN, self.now + timedelta(days=1)))
+
+    def spans_of(self, apart: list[Apart]) -> tuple[list[Interval], list[Snapshot]]:
+        """The intervals kept apart, worked out with the plan list, and the first readings
+        kept (those with nothing before them)."""
         spans, firsts = [], []
-        for kept in [*apart, *fresh_apart]:
+        for kept in apart:
             span = kept.span(self.book.monthly_credits, self.book.name)
             if span is None:
                 firsts.append(kept.after)
             else:
                 spans.append(span)
-        return Drawn(parts, spans, firsts)
+        return spans, firsts
+
+    def _draw(self, grid: Grid) -> Drawn:
+        sums, apart = self._sums(grid)
+        parts = dict(sums)  # the kept ones stay as they are: a day the tail adds to is copied
+        fresh, fresh_apart = self.worked_out_tail()
+        for (q, period), part in fresh.items():
+            if (d := grid.day(q)) is not None:
+                merged = replace(parts[(d, period)]) if (d, period) in parts else Part(period)
+                merged.add(part)
+                parts[(d, period)] = merged
+        return Drawn(parts, *self.spans_of([*apart, *fresh_apart]))
 
 
 def _report(key: str, look: Look) -> UsageReport:
@@ -398,6 +411,54 @@ def _report(key: str, look: Look) -> UsageReport:
             s.kind == "plan change" and s.period_start == period[0] for s in spans))
     _layout(report)
     return report
+
+
+def usage_between(first: date, last: date, billing: Billing, now: datetime, plans, *,
+                  read_at: datetime, zone: ZoneInfo = UTC) -> UsageReport:
+    """Usage a day of ``zone`` from ``first`` to ``last`` (whole days, no period cut),
+    built as the page's ranges are (the same quarter hours, intervals and rules): the
+    JSON API's days. Its ``gaps`` are the stretches without readings that end in these
+    days. Raises ``SQLAlchemyError``."""
+    look = _look(billing, now, plans, read_at, zone)
+    drawn = look.drawn_between(first, last)
+    since, until = day_start(first, zone), day_start(last + timedelta(days=1), zone)
+    end = min(until, now + timedelta(seconds=1))
+    spans = [s for s in drawn.spans if since <= s.end < end]
+    days = days_from(drawn.parts, spans, first, last, zone)
+    return UsageReport(key="days", label=f"{first} to {last}", first=first, last=last,
+                       days=days, buckets=days, gaps=[s for s in spans if s.gap], zone=zone,
+                       zone_name=zone_label(zone, now))
+
+
+def usage_hours(first: datetime, count: int, billing: Billing, now: datetime, plans, *,
+                read_at: datetime) -> tuple[list[Day], list[Interval]]:
+    """Usage an hour (UTC hours: in every zone but the few on a half or three-quarter
+    hour, its own hours too) for ``count`` hours from ``first`` (on the hour), from the
+    same quarter hours and intervals as the page's days, added up the same way; and the
+    stretches without readings that end in them. Each hour is a ``Day`` whose ``start``
+    and ``end`` are the hour's. Raises ``SQLAlchemyError``."""
+    look = _look(billing, now, plans, read_at, UTC)
+    lo, hi = quarter_of(first), quarter_of(first) + 4 * count
+    reached = look.tail.through
+    cut = quarter_of(reached) if reached is not None else lo
+    hours = [Day(local_day(first + timedelta(hours=i)), start=first + timedelta(hours=i),
+                 end=first + timedelta(hours=i + 1)) for i in range(count)]
+    fresh, fresh_apart = look.worked_out_tail()
+    parts = [*quarter_parts(lo, min(hi, cut)).items(), *fresh.items()]
+    # oldest first: an hour's closing balance is its newest quarter hour's
+    for (q, _period), part in sorted(parts, key=lambda item: (item[0][0], item[1].closing_at
+                                                               or quarter_start(0))):
+        if lo <= q < hi:
+            hour = hours[(q - lo) // 4]
+            hour.readings = True
+            hour.usage = (hour.usage or ZERO) + part.usage
+            hour.top_ups += part.top_ups
+            hour.closing = part.closing if part.closing is not None else hour.closing
+    apart = kept_apart(quarter_start(lo), reached) if reached is not None else []
+    spans, _ = look.spans_of([*apart, *fresh_apart])
+    spans = [s for s in spans if first <= s.end < min(hours[-1].end, now + timedelta(seconds=1))]
+    place_on_hours(hours, spans)
+    return hours, [s for s in spans if s.gap]
 
 
 def _pace(look: Look) -> Pace | None:

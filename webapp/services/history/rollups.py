@@ -350,6 +350,21 @@ def day_sums(grid: Grid, before: int, since: int = 0) -> dict[tuple[date, dateti
         for day, period, usage, prepaid, top_ups, first_start, last, closing, closing_at in found}
 
 
+def quarter_parts(lo: int, hi: int) -> dict[tuple[int, datetime], Part]:
+    """The kept quarter hours ``lo``..``hi - 1`` of each period, one by one (the API's
+    hours: a few thousand rows at most)."""
+    q = UsageQuarter.__table__
+    if hi <= lo:
+        return {}
+    found = db.session.execute(
+        select(q.c.quarter, q.c.period_start, q.c.usage, q.c.top_ups, q.c.first_start,
+               q.c.closing, q.c.closing_at).where(q.c.quarter >= lo, q.c.quarter < hi))
+    return {(quarter, period): Part(period, usage=_dollars(usage), top_ups=_dollars(top_ups),
+                                    first_start=first_start, closing=_dollars(closing),
+                                    closing_at=closing_at, last=quarter)
+            for quarter, period, usage, top_ups, first_start, closing, closing_at in found}
+
+
 def days_from(parts: dict[tuple[date, datetime], Part], spans: list[Interval], first: date,
               last: date, zone: ZoneInfo, *,
               period: tuple[datetime, datetime] | None = None) -> list[Day]:

@@ -298,6 +298,19 @@ def place_spans(days: dict[date, Day], spans: list[Interval], last: date, zone: 
                 _place(day, span, usage=False, bound=True)
 
 
+def place_on_hours(hours: list[Day], spans: list[Interval]) -> None:
+    """Put each interval of ``spans`` (gaps excepted) on the hour of its later reading,
+    as ``place_spans`` puts them on days (``hours``: consecutive, oldest first)."""
+    for span in spans:
+        if span.gap:
+            continue
+        i = int((span.end - hours[0].start).total_seconds()) // 3600
+        if 0 <= i < len(hours):
+            _place(hours[i], span, usage=True, bound=True)
+            if span.kind == "reset":
+                hours[i].notes.append(f"the period reset at {clock(span.period_start, UTC)}")
+
+
 def daily(snapshots: list[Snapshot], spans: list[Interval], first: date, last: date, *,
           period: tuple[datetime, datetime] | None = None, zone: ZoneInfo = UTC) -> list[Day]:
     """Days ``first``..``last`` of ``zone`` with the usage of ``spans`` placed on them,

@@ -1,15 +1,15 @@
 """The team's budget (an amount per plan period or per calendar month of the account's
 zone; NULL: none) and how sensitive the spend-spike alert is.
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -205,7 +205,8 @@ def test_the_poller_alone_sends_each_budget_threshold_once_and_the_forecast_once
     """Nobody looking: ``flask billing poll`` a step at a time, the sandbox's usage moving
     on between polls (12 days into its period, 25.50 of 100 plan credits used)."""
     env = {"GIGA_API_URL": sandbox.url, "GIGA_API_KEY": sandbox.api_key,
-           "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": f"sqlite:///{tmp_path / 'poll.db'}",
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'poll.db'}",
            "ALERT_WEBHOOK_URL": receiver.url, "ALERT_POLL_WAIT": "10",
            "BILLING_CACHE_TTL": "0", "REDIS_URL": ""}
     app = make_app(tmp_path, **{k: env[k] for k in ("GIGA_API_URL", "GIGA_API_KEY",

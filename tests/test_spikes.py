@@ -161,7 +161,7 @@ def _signed_in(base: str) -> requests.Session:
 def test_a_spike_seeded_into_the_sandbox_fires_one_alert_across_three_servers_on_redis(
         tmp_path, sandbox, receiver, redis_server):
     env = {"GIGA_API_URL": sandbox.url, "GIGA_API_KEY": sandbox.api_key,
-           "SECRET_KEY": secrets.token_hex(32),
+           "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'spikes.db'}",
            "ALERT_WEBHOOK_URL": receiver.url, "ALERT_SEND_EVERY": "1",
            "ALERT_POLL_WAIT": "10", "BILLING_CACHE_TTL": "0", "REDIS_URL": redis_server.url,

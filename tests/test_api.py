@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 
 from webapp.clock import FrozenClock
 from webapp.extensions import db
-from webapp.models import ApiToken, AuditEntry
+from webapp.models import ApiToken, AuditEntry, BalanceSnapshot
 from webapp.services import trail
 from webapp.services.history.report import chart
 from webapp.services.tokens import parse
@@ -286,6 +286,40 @@ def test_usage_pages_add_up_to_the_page(app, client, seeded, sandbox):
     rows = list(csv.DictReader(io.StringIO(as_csv.get_data(as_text=True))))
     assert as_csv.mimetype == "text/csv"
     assert sum(Decimal(r["usage"]) for r in rows if r["usage"]) == total
+
+
+def test_usage_says_what_drew_plan_credits_and_what_drew_prepaid(app, client, sandbox):
+    """By the contract, usage draws plan credits first: $2.00 of plan credits left, then
+    $5.00 used ($2.00 plan, $3.00 prepaid), then $1.00 more (prepaid). Each day and hour
+    says both parts, and they add up to its usage."""
+    from webapp.giga.client import parse_billing
+    from webapp.services.history.readings import record
+
+    billing = parse_billing({"billing": sandbox.state.billing()})
+    t = datetime.now(timezone.utc).replace(hour=10, minute=0, second=0, microsecond=0) \
+        - timedelta(days=1)
+    with app.app_context():
+        db.session.query(BalanceSnapshot).delete()
+        db.session.commit()
+        for hours, plan, prepaid in ((0, "2.00", "50"), (1, "0", "47"), (2, "0", "46")):
+            reading = billing.__class__(**{**billing.__dict__,
+                                           "plan_credits_remaining": Decimal(plan),
+                                           "prepaid_balance": Decimal(prepaid),
+                                           "total_balance": Decimal(plan) + Decimal(prepaid)})
+            record(reading, t + timedelta(hours=hours), keep_days=400)
+        record(reading, datetime.now(timezone.utc), keep_days=400)  # the quarter hours close
+    token = _make(client, "viewer", ["usage:read"])
+    starts = t.replace(hour=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ends = (t.replace(hour=0) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    [day] = _get(client, f"/api/v1/usage/daily?starting_at={t.date()}&ending_at={t.date()}",
+                 token).json["data"]
+    assert (day["usage"], day["plan_credits_used"], day["prepaid_used"]) == \
+        ("6.00", "2.00", "4.00")
+    hours = _get(client, f"/api/v1/usage/hourly?starting_at={starts}&ending_at={ends}"
+                 "&limit=24", token).json["data"]
+    used = [(h["usage"], h["plan_credits_used"], h["prepaid_used"]) for h in hours
+            if h["usage"] and Decimal(h["usage"])]
+    assert used == [("5.00", "2.00", "3.00"), ("1.00", "0.00", "1.00")]
 
 
 def test_hours_add_up_to_their_day(app, client, seeded):

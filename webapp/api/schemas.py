@@ -125,6 +125,10 @@ class Bucket(Schema):
                    required=True)
     usage_at_most = _money("the most it can have been; null when unbounded",
                            allow_none=True, required=True)
+    plan_credits_used = _money("the part of usage that drew plan credits (usage draws them "
+                               "first); null without readings", allow_none=True, required=True)
+    prepaid_used = _money("the part of usage that drew prepaid credit; null without readings",
+                          allow_none=True, required=True)
     top_ups = _money("top-ups credited", required=True)
     closing_balance = _money("the newest reading's total", allow_none=True, required=True)
     readings = fields.Boolean(required=True)

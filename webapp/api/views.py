@@ -185,6 +185,8 @@ def _bucket(d, now: datetime, *, with_date: bool) -> dict:
     out = {"date": d.day.isoformat()} if with_date else {}
     out.update({"starts_at": rfc3339(d.start), "ends_at": rfc3339(d.end),
                 "usage": money(d.usage), "usage_at_most": money(d.at_most),
+                "plan_credits_used": money(d.plan_usage),
+                "prepaid_used": money(None if d.usage is None else d.prepaid_usage),
                 "top_ups": money(d.top_ups), "closing_balance": money(d.closing),
                 "readings": d.readings, "unknown": d.unknown, "notes": list(d.notes),
                 "incomplete": d.end > now})
@@ -197,8 +199,9 @@ def _gap(s) -> dict:
             "kind": "opening" if s.kind == "opening" else "no readings", "note": s.note}
 
 
-USAGE_HEADER = ("date", "starts_at", "ends_at", "usage", "usage_at_most", "top_ups",
-                "closing_balance", "readings", "unknown", "notes", "incomplete")
+USAGE_HEADER = ("date", "starts_at", "ends_at", "usage", "usage_at_most", "plan_credits_used",
+                "prepaid_used", "top_ups", "closing_balance", "readings", "unknown", "notes",
+                "incomplete")
 
 
 def _usage_csv(buckets, gaps, now, name, *, with_date=True):
@@ -210,7 +213,8 @@ def _usage_csv(buckets, gaps, now, name, *, with_date=True):
         for s in gaps:  # on no bucket, in the range's total: a row each, as the page's CSV
             gap = _gap(s)
             yield ((("",) if with_date else ()) + (gap["starts_at"], gap["ends_at"],
-                   gap["usage"], gap["usage"], gap["top_ups"], "", False, gap["unknown"],
+                   gap["usage"], gap["usage"], "", "", gap["top_ups"], "", False,
+                   gap["unknown"],
                    f"{gap['kind']}: {gap['note'] or ''}".rstrip(": "), False))
     return csv_download(rows(), name)
 

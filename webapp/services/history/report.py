@@ -452,6 +452,7 @@ def usage_hours(first: datetime, count: int, billing: Billing, now: datetime, pl
             hour = hours[(q - lo) // 4]
             hour.readings = True
             hour.usage = (hour.usage or ZERO) + part.usage
+            hour.prepaid_usage += part.prepaid_usage
             hour.top_ups += part.top_ups
             hour.closing = part.closing if part.closing is not None else hour.closing
     apart = kept_apart(quarter_start(lo), reached) if reached is not None else []

@@ -357,12 +357,15 @@ def quarter_parts(lo: int, hi: int) -> dict[tuple[int, datetime], Part]:
     if hi <= lo:
         return {}
     found = db.session.execute(
-        select(q.c.quarter, q.c.period_start, q.c.usage, q.c.top_ups, q.c.first_start,
-               q.c.closing, q.c.closing_at).where(q.c.quarter >= lo, q.c.quarter < hi))
-    return {(quarter, period): Part(period, usage=_dollars(usage), top_ups=_dollars(top_ups),
+        select(q.c.quarter, q.c.period_start, q.c.usage, q.c.prepaid_usage, q.c.top_ups,
+               q.c.first_start, q.c.closing, q.c.closing_at)
+        .where(q.c.quarter >= lo, q.c.quarter < hi))
+    return {(quarter, period): Part(period, usage=_dollars(usage),
+                                    prepaid_usage=_dollars(prepaid), top_ups=_dollars(top_ups),
                                     first_start=first_start, closing=_dollars(closing),
                                     closing_at=closing_at, last=quarter)
-            for quarter, period, usage, top_ups, first_start, closing, closing_at in found}
+            for quarter, period, usage, prepaid, top_ups, first_start, closing, closing_at
+            in found}
 
 
 def days_from(parts: dict[tuple[date, datetime], Part], spans: list[Interval], first: date,

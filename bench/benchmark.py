@@ -447,25 +447,8 @@ def year_cold_page(tmp: Path, samples: int) -> None:
         try:
             sessions = [signed_in(base) for base in bases]
             for key in ("period", "90", "365"):
-                direct, page = [], []
-                for i in range(samples + 3):
-                    started = time.perf_counter()
-                    client.get_billing()
-                    upstream_s = time.perf_counter() - started
-                    time.sleep(0.55)
-                    started = time.perf_counter()
-                    url = f"{bases[i % servers]}/billing?range={key}"
-                    if sessions[i % servers].get(url).status_code != 200:
-                        raise RuntimeError("the page answered an error")
-                    if i >= 3:
-                        direct.append(upstream_s)
-                        page.append(time.perf_counter() - started)
-                    time.sleep(max(0.0, 0.55 - (time.perf_counter() - started)))
-                d, p = statistics.median(direct), statistics.median(page)
-                p90 = sorted(page)[int(len(page) * 0.9)]
-                print(f"   | {key} | {servers}{' on one Redis' if shared else ''} "
-                      f"| {d * 1000:.0f} ms | {p * 1000:.0f} ms | {p90 * 1000:.0f} ms "
-                      f"| {p / d:.3f}x |")
+                print(f"   | {key} | {servers}{' on one Redis' if shared else ''} | "
+                      + paced_pages(client, sessions, bases, f"/billing?range={key}", samples))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -549,6 +532,28 @@ with app.app_context():
 """
 
 
+def paced_pages(client, sessions, bases, path: str, samples: int) -> str:
+    """One direct upstream read, then (0.55 s later) one page of ``path`` taken from the
+    servers ``bases`` in turn, every 1.1 s, ``samples`` times after three to warm up:
+    the table cells "upstream p50 | page p50 | page p90 | page / upstream"."""
+    direct, page = [], []
+    for i in range(samples + 3):
+        started = time.perf_counter()
+        client.get_billing()
+        upstream_s = time.perf_counter() - started
+        time.sleep(0.55)
+        started = time.perf_counter()
+        if sessions[i % len(bases)].get(bases[i % len(bases)] + path).status_code != 200:
+            raise RuntimeError("the page answered an error")
+        if i >= 3:  # the first views warm each process's code paths
+            direct.append(upstream_s)
+            page.append(time.perf_counter() - started)
+        time.sleep(max(0.0, 0.55 - (time.perf_counter() - started)))
+    d, p = statistics.median(direct), statistics.median(page)
+    p90 = sorted(page)[int(len(page) * 0.9)]
+    return f"{d * 1000:.0f} ms | {p * 1000:.0f} ms | {p90 * 1000:.0f} ms | {p / d:.3f}x |"
+
+
 def paced_cold_page(tmp: Path, samples: int) -> None:
     """One cold page every 1.1 s (caching off: both reads go upstream, 200 ms): its
     latency over one direct upstream round trip, on one gunicorn process and over
@@ -575,19 +580,7 @@ def paced_cold_page(tmp: Path, samples: int) -> None:
         procs, bases = zip(*(gunicorn("wsgi:app", env, ROOT) for _ in range(servers)))
         try:
             sessions = [signed_in(base) for base in bases]
-            direct, page = [], []
-            for i in range(samples + 3):
-                started = time.perf_counter()
-                client.get_billing()
-                upstream_s = time.perf_counter() - started
-                time.sleep(0.55)
-                started = time.perf_counter()
-                if sessions[i % servers].get(bases[i % servers] + "/billing").status_code != 200:
-                    raise RuntimeError("the page answered an error")
-                if i >= 3:  # the first views warm each process's code paths
-                    direct.append(upstream_s)
-                    page.append(time.perf_counter() - started)
-                time.sleep(max(0.0, 0.55 - (time.perf_counter() - started)))
+            figures = paced_pages(client, sessions, bases, "/billing", samples)
         finally:
             for proc in procs:
                 proc.terminate()
@@ -595,11 +588,8 @@ def paced_cold_page(tmp: Path, samples: int) -> None:
             if redis_proc is not None:
                 redis_proc.terminate()
                 redis_proc.wait(10)
-        d, p = statistics.median(direct), statistics.median(page)
-        p90 = sorted(page)[int(len(page) * 0.9)]
         print(f"   | {f'{rows:,} readings' if rows else 'none'} "
-              f"| {servers}{' on one Redis' if shared else ''} | {d * 1000:.0f} ms "
-              f"| {p * 1000:.0f} ms | {p90 * 1000:.0f} ms | {p / d:.3f}x |")
+              f"| {servers}{' on one Redis' if shared else ''} | {figures}")
     print("   (the aim is <= 1.05x on three servers)")
     upstream.server.shutdown()
 

@@ -113,7 +113,8 @@ class Upstream:
 
 def app_env(upstream: Upstream, db: Path, **extra) -> dict:
     return {"GIGA_API_URL": upstream.url, "GIGA_API_KEY": "giga_sk_bench",
-            "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": f"sqlite:///{db}",
+            "SECRET_KEY": secrets.token_hex(32), "API_TOKEN_PEPPER": secrets.token_hex(32),
+            "DATABASE_URL": f"sqlite:///{db}",
             "INSTANCE_PATH": str(db.parent), **extra}
 
 

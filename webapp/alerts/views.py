@@ -18,7 +18,7 @@ bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
 def _budget_form():
     """The budget form filled with what is kept, and the kept row."""
-    row = budgets.budget_settings()
+    row = budgets.budget_settings(fresh=True)
     return BudgetForm(formdata=None, amount=str(row.amount or ""), basis=row.basis,
                       spike_sensitivity=row.spike_sensitivity), row
 

@@ -34,12 +34,31 @@ SENSITIVITIES = ("low", "medium", "high")
 FORECAST_AFTER_DAYS = 3
 FORECAST_AFTER_SHARE = Decimal("0.10")
 SECONDS_PER_DAY = Decimal(86400)
+#: how stale a process's copy of the settings row may be: a save shows at once in the
+#: process that made it, and in every other within this
+REFRESH_SECONDS = 5.0
 
 
-def budget_settings() -> BudgetSettings:
-    """The one settings row; the defaults (no budget, medium spikes) unsaved while there
-    is none, so reading it never needs a write."""
-    return db.session.get(BudgetSettings, 1) or _defaults()
+def budget_settings(*, fresh: bool = False) -> BudgetSettings:
+    """The one settings row, as a copy attached to no session; the defaults (no budget,
+    medium spikes) unsaved while there is none, so reading it never needs a write. Each
+    process reads the row again at most every ``REFRESH_SECONDS`` (``fresh``: now), so
+    a page costs no query for it most of the time. Raises ``SQLAlchemyError``."""
+    clock = current_app.extensions["clock"]
+    kept = current_app.extensions.get("budget_settings")
+    if fresh or kept is None or clock.monotonic() - kept[0] >= REFRESH_SECONDS:
+        kept = _keep(db.session.get(BudgetSettings, 1) or _defaults())
+    return kept[1]
+
+
+def _keep(row: BudgetSettings) -> tuple[float, BudgetSettings]:
+    """A copy of ``row`` kept in this process, with when it was read."""
+    copy = BudgetSettings(id=1, amount=row.amount, basis=row.basis,
+                          spike_sensitivity=row.spike_sensitivity,
+                          updated_by=row.updated_by, updated_at=row.updated_at)
+    kept = current_app.extensions["budget_settings"] = \
+        (current_app.extensions["clock"].monotonic(), copy)
+    return kept
 
 
 def _defaults() -> BudgetSettings:
@@ -72,6 +91,7 @@ def save(amount: Decimal | None, basis: str, sensitivity: str, by: str,
     trail.stage(trail.BUDGET_CHANGED, "done" if after != before else "done, unchanged",
                 subject="budget", detail=f"from: {before} → to: {after}")
     db.session.commit()
+    _keep(row)
     return before, after
 
 

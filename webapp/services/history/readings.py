@@ -88,10 +88,33 @@ def with_reading(snaps: list[Snapshot], billing: Billing, seen_at: datetime) -> 
     return snaps + [Snapshot(seen_at, seen_at, *_figures(billing))]
 
 
+#: how long a process keeps the time of the first reading kept (it moves only when the
+#: retention drops a day, or a restore brings older readings)
+FIRST_READING_SECONDS = 60.0
+
+
+def generation(app) -> int:
+    """How many times this process has written the history (pages keep what they drew
+    from it no longer than that)."""
+    return app.extensions.get("history_generation", 0)
+
+
+def _written(app) -> None:
+    app.extensions["history_generation"] = generation(app) + 1
+
+
 def first_reading_at() -> datetime | None:
-    """When the first reading kept was taken (``None``: there is none). Raises
+    """When the first reading kept was taken (``None``: there is none), read again at
+    most every ``FIRST_READING_SECONDS`` in a process once there is one. Raises
     ``SQLAlchemyError``."""
-    return db.session.scalar(select(func.min(BalanceSnapshot.first_seen_at)))
+    clock = current_app.extensions["clock"]
+    kept = current_app.extensions.get("first_reading_at")
+    if kept is not None and clock.monotonic() - kept[0] < FIRST_READING_SECONDS:
+        return kept[1]
+    found = db.session.scalar(select(func.min(BalanceSnapshot.first_seen_at)))
+    if found is not None:
+        current_app.extensions["first_reading_at"] = (clock.monotonic(), found)
+    return found
 
 
 def latest() -> BalanceSnapshot | None:
@@ -158,6 +181,7 @@ def record(billing: Billing, seen_at: datetime, *, keep_days: int) -> BalanceSna
                 select(func.min(BalanceSnapshot.first_seen_at))))
         rollups.advance(seen_at)
         db.session.commit()
+        _written(current_app)
         return row
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -207,6 +231,7 @@ def rebuild_usage() -> int:
     ``SQLAlchemyError``."""
     claim_history()
     newest = latest()
+    _written(current_app)
     return rollups.rebuild(newest.last_seen_at if newest is not None else None)
 
 

@@ -302,7 +302,7 @@ class Look:
                  zone: ZoneInfo, found: Tail | None = None, cached: bool = True):
         self.billing, self.now, self.read_at, self.zone = billing, now, read_at, zone
         self.book, self.known = PlanBook(plans), plans is not None
-        self.tail = found or tail(now)
+        self.tail = found or (_recent_tail(read_at, now) if cached else tail(now))
         self.cached = cached
         self._drawn: dict[tuple[date, date], Drawn] = {}
         newest = self.tail.newest
@@ -546,6 +546,28 @@ class PageHistory:
     report: UsageReport
     pace: Pace | None
     period: PeriodUsage | None
+
+
+#: how long a process reuses the history's tail looked up for a reading: every reading
+#: recorded since by any process came with a reading of its own (a new ``read_at``), so
+#: only readings written by hand wait this long to show
+TAIL_SECONDS = 2.0
+
+
+def _recent_tail(read_at: datetime, now: datetime) -> Tail:
+    """``rollups.tail(now)``, looked up once for pages that show the reading made at
+    ``read_at`` within ``TAIL_SECONDS`` of each other (a warm page's history costs no
+    query then); whatever this process records starts afresh. Raises
+    ``SQLAlchemyError``."""
+    app = current_app
+    clock = app.extensions["clock"]
+    key = (read_at, quarter_of(now), service.generation(app))
+    kept = app.extensions.get("history_tail")
+    if kept is not None and kept[0] == key and clock.monotonic() - kept[1] < TAIL_SECONDS:
+        return kept[2]
+    found = tail(now)
+    app.extensions["history_tail"] = (key, clock.monotonic(), found)
+    return found
 
 
 def _look(billing: Billing, now: datetime, plans, read_at: datetime, zone: ZoneInfo) -> Look:

@@ -104,7 +104,7 @@ _served = 0
 def post_request(worker, req, environ, resp):
     """Every ``TRIM_EVERY`` requests, hand the memory freed since back to the system
     (glibc's ``malloc_trim``): each of the worker's threads allocates from a heap of its
-    own, and a freed page inside one stays the process's until trimmed -- about 6 MB a
+    own, and a freed page inside one stays the process's until trimmed -- about 3 MB a
     worker after a few hundred year charts, for nothing. Elsewhere than glibc, nothing."""
     global _served
     _served += 1

@@ -28,6 +28,7 @@ Options: --duration S (seconds of viewer load, default 60), --quick,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import json
 import logging
@@ -219,6 +220,25 @@ def gunicorn(app_spec, env, cwd) -> tuple[subprocess.Popen, str]:
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"gunicorn did not start for {app_spec}")
+
+
+@contextlib.contextmanager
+def gunicorn_servers(count: int, env: dict, shared: bool):
+    """``count`` gunicorn servers of this checkout with ``env`` (on one fresh Redis when
+    ``shared``); yields their base addresses, and stops them all (and Redis) after."""
+    redis_proc = None
+    if shared:
+        redis_proc, env["REDIS_URL"] = redis_server()
+    procs, bases = zip(*(gunicorn("wsgi:app", env, ROOT) for _ in range(count)))
+    try:
+        yield bases
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
 
 
 def run_all(threads) -> None:
@@ -440,23 +460,11 @@ def year_cold_page(tmp: Path, samples: int) -> None:
     print("   | --- | --- | --- | --- | --- | --- |")
     setups = [(1, False)] + ([(3, True)] if shutil.which("redis-server") else [])
     for servers, shared in setups:
-        redis_proc, env = None, app_env(upstream, db, **cold)
-        if shared:
-            redis_proc, redis_url = redis_server()
-            env["REDIS_URL"] = redis_url
-        procs, bases = zip(*(gunicorn("wsgi:app", env, ROOT) for _ in range(servers)))
-        try:
+        with gunicorn_servers(servers, app_env(upstream, db, **cold), shared) as bases:
             sessions = [signed_in(base) for base in bases]
             for key in ("period", "90", "365"):
                 print(f"   | {key} | {servers}{' on one Redis' if shared else ''} | "
                       + paced_pages(client, sessions, bases, f"/billing?range={key}", samples))
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(10)
-            if redis_proc is not None:
-                redis_proc.terminate()
-                redis_proc.wait(10)
     # memory: one worker, the README's deployment, 300 pages of which 100 year charts
     proc, base = gunicorn("wsgi:app", app_env(upstream, db, WEB_CONCURRENCY="1"), ROOT)
     try:
@@ -574,21 +582,9 @@ def paced_cold_page(tmp: Path, samples: int) -> None:
         db = tmp / f"cold-{servers}-{month}.db"
         app = build_app(upstream, db)
         rows = seed_month(app) if month else 0
-        redis_proc, env = None, app_env(upstream, db, **cold)
-        if shared:
-            redis_proc, redis_url = redis_server()
-            env["REDIS_URL"] = redis_url
-        procs, bases = zip(*(gunicorn("wsgi:app", env, ROOT) for _ in range(servers)))
-        try:
+        with gunicorn_servers(servers, app_env(upstream, db, **cold), shared) as bases:
             sessions = [signed_in(base) for base in bases]
             figures = paced_pages(client, sessions, bases, "/billing", samples)
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(10)
-            if redis_proc is not None:
-                redis_proc.terminate()
-                redis_proc.wait(10)
         print(f"   | {f'{rows:,} readings' if rows else 'none'} "
               f"| {servers}{' on one Redis' if shared else ''} | {figures}")
     print("   (the aim is <= 1.05x on three servers)")

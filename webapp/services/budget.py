@@ -27,6 +27,7 @@ from ..giga import Billing
 from ..models import BudgetSettings
 from .history.report import MONTH, chart
 from .history.usage import day_start, local_day
+from .recent import recently, remember
 
 BASES = {"period": "a plan period", "month": "a calendar month"}
 SENSITIVITIES = ("low", "medium", "high")
@@ -44,21 +45,16 @@ def budget_settings(*, fresh: bool = False) -> BudgetSettings:
     medium spikes) unsaved while there is none, so reading it never needs a write. Each
     process reads the row again at most every ``REFRESH_SECONDS`` (``fresh``: now), so
     a page costs no query for it most of the time. Raises ``SQLAlchemyError``."""
-    clock = current_app.extensions["clock"]
-    kept = current_app.extensions.get("budget_settings")
-    if fresh or kept is None or clock.monotonic() - kept[0] >= REFRESH_SECONDS:
-        kept = _keep(db.session.get(BudgetSettings, 1) or _defaults())
-    return kept[1]
+    return recently("budget", None, REFRESH_SECONDS,
+                    lambda: _copy(db.session.get(BudgetSettings, 1) or _defaults()),
+                    fresh=fresh)
 
 
-def _keep(row: BudgetSettings) -> tuple[float, BudgetSettings]:
-    """A copy of ``row`` kept in this process, with when it was read."""
-    copy = BudgetSettings(id=1, amount=row.amount, basis=row.basis,
+def _copy(row: BudgetSettings) -> BudgetSettings:
+    """``row``'s figures in a row attached to no session (kept across requests)."""
+    return BudgetSettings(id=1, amount=row.amount, basis=row.basis,
                           spike_sensitivity=row.spike_sensitivity,
                           updated_by=row.updated_by, updated_at=row.updated_at)
-    kept = current_app.extensions["budget_settings"] = \
-        (current_app.extensions["clock"].monotonic(), copy)
-    return kept
 
 
 def _defaults() -> BudgetSettings:
@@ -91,7 +87,7 @@ def save(amount: Decimal | None, basis: str, sensitivity: str, by: str,
     trail.stage(trail.BUDGET_CHANGED, "done" if after != before else "done, unchanged",
                 subject="budget", detail=f"from: {before} → to: {after}")
     db.session.commit()
-    _keep(row)
+    remember("budget", None, _copy(row))
     return before, after
 
 

@@ -37,6 +37,7 @@ from ...giga import Billing
 from ...models import HISTORY, BalanceSnapshot, HistoryLock
 from . import rollups
 from .rollups import rows_seen
+from ..recent import recently
 from .usage import Snapshot
 
 log = logging.getLogger(__name__)
@@ -107,14 +108,9 @@ def first_reading_at() -> datetime | None:
     """When the first reading kept was taken (``None``: there is none), read again at
     most every ``FIRST_READING_SECONDS`` in a process once there is one. Raises
     ``SQLAlchemyError``."""
-    clock = current_app.extensions["clock"]
-    kept = current_app.extensions.get("first_reading_at")
-    if kept is not None and clock.monotonic() - kept[0] < FIRST_READING_SECONDS:
-        return kept[1]
-    found = db.session.scalar(select(func.min(BalanceSnapshot.first_seen_at)))
-    if found is not None:
-        current_app.extensions["first_reading_at"] = (clock.monotonic(), found)
-    return found
+    return recently("first reading", None, FIRST_READING_SECONDS,
+                    lambda: db.session.scalar(select(func.min(BalanceSnapshot.first_seen_at))),
+                    keep_if=lambda found: found is not None)
 
 
 def latest() -> BalanceSnapshot | None:

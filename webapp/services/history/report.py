@@ -20,6 +20,7 @@ from flask import current_app, g, has_request_context
 from ...formatting import clock, moment, zone_label
 from ...giga import Billing
 from . import readings as service
+from ..recent import recently
 from .rollups import (Apart, Grid, Part, Tail, day_sums, days_from, kept_apart,
                       lazy_top_ups, quarter_of, quarter_parts, quarter_start, tail, worked_out)
 from .usage import (UTC, ZERO, Day, Interval, Pace, Snapshot, day_start, local_day, opening,
@@ -559,15 +560,8 @@ def _recent_tail(read_at: datetime, now: datetime) -> Tail:
     ``read_at`` within ``TAIL_SECONDS`` of each other (a warm page's history costs no
     query then); whatever this process records starts afresh. Raises
     ``SQLAlchemyError``."""
-    app = current_app
-    clock = app.extensions["clock"]
-    key = (read_at, quarter_of(now), service.generation(app))
-    kept = app.extensions.get("history_tail")
-    if kept is not None and kept[0] == key and clock.monotonic() - kept[1] < TAIL_SECONDS:
-        return kept[2]
-    found = tail(now)
-    app.extensions["history_tail"] = (key, clock.monotonic(), found)
-    return found
+    key = (read_at, quarter_of(now), service.generation(current_app))
+    return recently("history tail", key, TAIL_SECONDS, lambda: tail(now))
 
 
 def _look(billing: Billing, now: datetime, plans, read_at: datetime, zone: ZoneInfo) -> Look:

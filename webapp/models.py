@@ -4,11 +4,13 @@ recordings take, and its usage worked out per quarter hour), and the alert
 rules, their states and deliveries."""
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Numeric, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -58,22 +60,54 @@ class UTCDateTime(db.TypeDecorator):
         return value
 
 
+#: how a session came in
+VIA_PASSWORD = "password"
+VIA_SSO = "SSO"
+
+
 class User(db.Model):
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject",
+                                       name="uq_users_oidc_identity"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     role: Mapped[str] = mapped_column(String(16))
-    password_hash: Mapped[str] = mapped_column(String(255))
+    #: None: no password of ours; the user signs in only through the identity provider
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     is_demo: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: who the identity provider says this is (``iss`` and ``sub``), once they signed in
+    #: through it: the identity, which the email alone never is
+    oidc_issuer: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     def set_password(self, password: str):
         # werkzeug's default is scrypt with a random salt
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
+        """False for a user without a password (after the same work, so timing does
+        not tell them apart)."""
+        if self.password_hash is None:
+            check_password_hash(_no_password(), password)
+            return False
         return check_password_hash(self.password_hash, password)
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
+
+    @property
+    def uses_sso(self) -> bool:
+        return self.oidc_subject is not None
+
+
+@functools.cache
+def _no_password() -> str:
+    """A hash nobody knows the password of, made once a process, for ``check_password``
+    of a user who has none."""
+    return generate_password_hash(secrets.token_urlsafe(16))
 
 
 
@@ -87,6 +121,9 @@ class UserSession(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: the way in: ``VIA_PASSWORD`` or ``VIA_SSO``
+    via: Mapped[str] = mapped_column(String(16), default=VIA_PASSWORD,
+                                     server_default=VIA_PASSWORD)
     user: Mapped[User] = relationship()
 
 

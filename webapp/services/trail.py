@@ -4,6 +4,7 @@ rules, to the time zone and to the budget gets one too. Refusals past a user's a
 summary row per user per minute, so no one can bury the trail."""
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from flask_login import current_user
@@ -30,9 +31,17 @@ TOKEN_REVOKED = "API token revoked"
 TOKEN_REFUSED = "API token refused"
 #: a summary row: refused attempts past the user's limit within one minute
 REFUSED_ATTEMPTS = "refused attempts"
+SIGNED_IN = "signed in"
+SIGNED_OUT = "signed out"
+#: a summary row: sign-ins refused for one reason from one client address within a minute
+SIGN_IN_REFUSED = "sign-in refused"
+PASSWORD_CHANGED = "password changed"
 ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, ALERT_RULES_CHANGED,
            ZONE_CHANGED, BUDGET_CHANGED, TOKEN_CREATED, TOKEN_REVOKED, TOKEN_REFUSED,
-           REFUSED_ATTEMPTS)
+           REFUSED_ATTEMPTS, SIGNED_IN, SIGNED_OUT, SIGN_IN_REFUSED, PASSWORD_CHANGED)
+#: who tried a refused sign-in that named nobody (an SSO sign-in refused before the
+#: provider said who it was)
+NOBODY = "(unknown)"
 TOO_MANY = "refused: too many attempts"
 #: who made a change from the ``flask users`` commands
 COMMAND_LINE = ("(command line)", "cli")
@@ -98,6 +107,33 @@ def count_token_refusal(key: str, *, actor, outcome: str, detail: str):
     """Fold one refusal of an expired or revoked API token into the row ``key`` names
     (the token, the kind and the hour). Raises ``TrailUnavailable``."""
     _fold(key, TOKEN_REFUSED, outcome, who(actor), detail=detail)
+
+
+def signed_in(email: str, role: str, via: str):
+    """``email`` signed in (``via``: ``models.VIA_PASSWORD`` or ``VIA_SSO``). Raises
+    ``TrailUnavailable``."""
+    record(SIGNED_IN, "done", actor=(email, role), detail=via)
+
+
+def signed_out(email: str, role: str, via: str):
+    """``email`` signed out of a session that came in ``via``. Raises
+    ``TrailUnavailable``."""
+    record(SIGNED_OUT, "done", actor=(email, role), detail=via)
+
+
+def sign_in_refused(*, email: str | None, via: str, reason: str, address: str,
+                    minute: int, detail: str | None = None):
+    """Fold one refused sign-in into the row for its ``reason`` (a short fixed phrase:
+    the outcome), ``via`` and client ``address`` in ``minute`` (whole minutes since the
+    epoch): a flood of failures from one place is one row with a count, so it cannot
+    bury the trail. The row names the first ``email`` tried (``NOBODY`` without one);
+    ``detail`` says more (the groups seen, the provider's words). Raises
+    ``TrailUnavailable``."""
+    # the row's nonce: a digest, as an address and a reason may be longer than the column
+    key = "signin:" + hashlib.sha256(f"{via}:{reason}:{address}:{minute}".encode()).hexdigest()
+    _fold(key[:64], SIGN_IN_REFUSED,
+          f"refused: {reason}", who((email or NOBODY, "-")),
+          detail=" ".join(filter(None, (f"via {via} from {address}.", detail))))
 
 
 def _fold(key: str, action: str, outcome: str, actor: dict, **fields):

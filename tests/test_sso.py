@@ -401,3 +401,19 @@ def test_the_page_asked_for_is_where_the_sign_in_lands(sso_app):
     client = sso_app.test_client()
     resp = client.get(at_provider(start(client, next_page="//evil.example/")))
     assert resp.headers["Location"] == "/billing"
+
+
+def test_the_command_line_adds_an_sso_only_user_and_says_whose_role_follows_groups(sso_app):
+    runner = sso_app.test_cli_runner()
+    result = runner.invoke(args=["users", "create", "ada@example.com", "--role", "viewer",
+                                 "--sso-only"])
+    assert result.exit_code == 0, result.output
+    assert "ada@example.com\tviewer\tSSO" in runner.invoke(args=["users", "list"]).output
+    client = sso_app.test_client()
+    sign_in(client)  # takes the account over by its verified email
+    assert signed_in_as(client) == ("ada@example.com", "finance")
+    result = runner.invoke(args=["users", "set-role", "ada@example.com", "admin"])
+    assert result.exit_code == 0 and "next sign-in there sets it again" in result.output
+    both = runner.invoke(args=["users", "create", "bo@example.com", "--role", "viewer",
+                               "--sso-only", "--password", PASSWORD])
+    assert both.exit_code == 1 and "not both" in both.output

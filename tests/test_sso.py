@@ -417,3 +417,22 @@ def test_the_command_line_adds_an_sso_only_user_and_says_whose_role_follows_grou
     both = runner.invoke(args=["users", "create", "bo@example.com", "--role", "viewer",
                                "--sso-only", "--password", PASSWORD])
     assert both.exit_code == 1 and "not both" in both.output
+
+
+def test_starting_again_and_again_keeps_the_cookie_small_and_the_last_start_works(sso_app):
+    client = sso_app.test_client()
+    starts = [start(client) for _ in range(25)]
+    assert len(client.get_cookie("giga_session").value) < 2000  # browsers drop past 4 KB
+    resp = client.get(at_provider(starts[-1]))
+    assert resp.status_code == 302 and resp.headers["Location"] == "/billing"
+    assert signed_in_as(client) == ("ada@example.com", "finance")
+
+
+def test_leaving_every_mapped_group_ends_the_sessions_already_open(sso_app, oidc):
+    open_elsewhere = sso_app.test_client()
+    sign_in(open_elsewhere)
+    oidc.account = {**oidc.account, "groups": ["marketing"]}
+    refused(sign_in(sso_app.test_client()), 403, "none of the groups")
+    assert signed_in_as(open_elsewhere) is None
+    row, = trail(sso_app, "sign-in refused")
+    assert "their 1 open session(s) ended" in row.detail

@@ -16,7 +16,7 @@ import logging
 import requests
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import current_app
+from flask import current_app, session
 from joserfc.errors import JoseError
 
 from ..security import origin
@@ -32,6 +32,10 @@ LEEWAY_SECONDS = 60
 #: how much of the provider's own words a refusal page repeats
 PROVIDER_WORDS = 200
 START_AGAIN = "Start again from the sign-in page."
+#: how the Flask client names a started sign-in in the session (``_state_<name>_<state>``)
+STATE_KEY = "_state_idp_"
+#: sign-ins started in one browser that may be finished (other tabs, a back button)
+ATTEMPTS_KEPT = 3
 
 
 def init_sso(app):
@@ -92,8 +96,22 @@ def authorization_url(redirect_uri: str) -> str:
         found = client.create_authorization_url(redirect_uri)
     except requests.RequestException as exc:
         raise _unreachable() from exc
-    client.save_authorize_data(redirect_uri=redirect_uri, **found)
+    _forget_older_attempts()
+    # the address itself is not kept: it would only fill the cookie
+    client.save_authorize_data(redirect_uri=redirect_uri, state=found["state"],
+                               code_verifier=found["code_verifier"], nonce=found["nonce"])
     return found["url"]
+
+
+def _forget_older_attempts():
+    """Keep the newest ``ATTEMPTS_KEPT`` - 1 sign-ins started in this browser (and not
+    finished) before another is added: each is kept in the cookie, which a browser
+    drops past 4 KB, and a person clicking the button again and again would otherwise
+    end up unable to sign in at all."""
+    started = sorted((key for key in session if key.startswith(STATE_KEY)),
+                     key=lambda key: (session[key] or {}).get("exp", 0))
+    for key in started[:max(0, len(started) - ATTEMPTS_KEPT + 1)]:
+        session.pop(key, None)
 
 
 def finish() -> tuple[Identity, str]:

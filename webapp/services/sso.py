@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import trail
 from .users import UserError, change_keeping_an_admin, check_role, normalise_email
 from ..extensions import db
-from ..models import User
+from ..models import User, UserSession
 from ..settings import ROLE_ORDER
 
 #: who the trail says made a change the provider's groups made
@@ -112,22 +112,43 @@ def admit(identity: Identity, policy: Policy) -> User:
 def _admit(identity: Identity, policy: Policy) -> User:
     email = _email(identity)
     note = _groups_note(identity.groups)
-    _check_domain(identity, email, policy, note)
-    role = None
-    if policy.role_map is not None:
-        role = role_for(identity.groups, policy.role_map)
-        if role is None:
-            raise SignInRefused(
-                "in no mapped group",
-                "Your company account is in none of the groups that give access to this "
-                f"dashboard. {ASK_AN_ADMIN}", email=email, detail=note)
     user = db.session.scalar(select(User).where(User.oidc_issuer == identity.issuer,
                                                 User.oidc_subject == identity.subject))
+    try:
+        _check_domain(identity, email, policy, note)
+        role = _role(identity, email, policy, note)
+    except SignInRefused as refusal:
+        if user is not None:
+            _shut_out(user, refusal)
+        raise
     if user is None:
         user = _link_or_create(identity, email, role, policy, note)
     elif role is not None and role != user.role:
         _follow_groups(user, role, note)
     return user
+
+
+def _role(identity, email, policy, note) -> str | None:
+    """The role the groups map to (None without a role map). Raises ``SignInRefused``
+    when they map to none."""
+    if policy.role_map is None:
+        return None
+    role = role_for(identity.groups, policy.role_map)
+    if role is None:
+        raise SignInRefused("in no mapped group",
+                            "Your company account is in none of the groups that give access "
+                            f"to this dashboard. {ASK_AN_ADMIN}", email=email, detail=note)
+    return role
+
+
+def _shut_out(user: User, refusal: SignInRefused):
+    """The provider no longer lets ``user`` in (no mapped group, a domain no longer
+    allowed): their sessions here end too, rather than live on with the old role."""
+    ended = db.session.execute(delete(UserSession).where(UserSession.user_id == user.id)
+                               ).rowcount
+    db.session.commit()
+    if ended:
+        refusal.detail = f"{refusal.detail}; their {ended} open session(s) ended"
 
 
 def _email(identity: Identity) -> str | None:

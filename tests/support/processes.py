@@ -28,6 +28,18 @@ def wait_for(base: str, seconds: float = 20) -> None:
     raise RuntimeError(f"gunicorn at {base} did not start")
 
 
+def stop_process(proc: subprocess.Popen, seconds: float = 15) -> None:
+    """Ask ``proc`` (started in a session of its own) to stop and wait; what is still
+    running after ``seconds`` is killed with its whole group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 class Gunicorn:
     """``gunicorn wsgi:app`` with ``env`` on a free loopback port; its log goes to ``log``;
     ``args`` are more of gunicorn's options (``--preload``)."""
@@ -48,13 +60,7 @@ class Gunicorn:
             raise
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._log.close()
 
 

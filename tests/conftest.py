@@ -15,6 +15,7 @@ from webapp.sandbox import Sandbox
 from webapp.sandbox.server import RateLimiter
 
 from .support.faultserver import FaultServer
+from .support.mock_oidc import MockProvider
 
 DEMO_PASSWORD = "demo"
 
@@ -173,6 +174,23 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture
+def oidc():
+    """A mock OpenID provider on loopback (``support.mock_oidc``), stopped afterwards."""
+    provider = MockProvider()
+    yield provider
+    provider.stop()
+
+
+def sso_settings(provider, **more):
+    """The settings that point the dashboard at ``provider``, with a role map."""
+    return {"OIDC_ISSUER": provider.issuer, "OIDC_CLIENT_ID": provider.client_id,
+            "OIDC_CLIENT_SECRET": provider.client_secret,
+            "OIDC_SCOPES": "openid email profile groups",
+            "OIDC_ROLE_MAP": "billing-admins=admin,billing-finance=finance,everyone=viewer",
+            **more}
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_static(app)
     register_upstream(app)
     register_security(app)
+    register_sso(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_template_helpers(app)
@@ -190,6 +191,13 @@ def register_security(app):
     from .security import init_security
 
     init_security(app)
+
+
+def register_sso(app):
+    """Sign-in through the company's identity provider, when ``OIDC_ISSUER`` is set."""
+    from .auth.sso import init_sso
+
+    init_sso(app)
 
 
 def register_blueprints(app):

@@ -39,8 +39,10 @@ def init_security(app):
                                 x_proto=hops, x_host=hops)
     else:
         _warn_of_an_untrusted_proxy(app)
+    # signing out may redirect to the identity provider's end-session endpoint
+    provider = [origin(app.config["OIDC_ISSUER"])] if app.config["OIDC_ISSUER"] else []
     form_targets = " ".join(["'self'"] + [f"https://{h}" for h in app.config[
-        "CHECKOUT_ALLOWED_HOSTS"]] + list(app.config["CHECKOUT_ALLOWED_ORIGINS"]))
+        "CHECKOUT_ALLOWED_HOSTS"]] + list(app.config["CHECKOUT_ALLOWED_ORIGINS"]) + provider)
     csp = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
            "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
            # browsers apply form-action to the redirect after a post: checkout must be listed
@@ -58,6 +60,12 @@ def init_security(app):
         if request.endpoint != "static":
             resp.headers["Cache-Control"] = "no-store"
         return resp
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def permission_required(permission, on_refusal=None):

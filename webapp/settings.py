@@ -90,6 +90,17 @@ DEFAULTS = {
     "SANDBOX_STATE_PATH": None,
     "SANDBOX_DATABASE_URL": None,
     "DISPLAY_TIMEZONE": "UTC",
+    "OIDC_ISSUER": None,
+    "OIDC_CLIENT_ID": None,
+    "OIDC_CLIENT_SECRET": None,
+    "OIDC_SCOPES": "openid email profile",
+    "OIDC_GROUPS_CLAIM": "groups",
+    "OIDC_ROLE_MAP": None,
+    "OIDC_ALLOW_SIGNUP": "1",
+    "OIDC_ALLOWED_DOMAINS": None,
+    "OIDC_BUTTON_LABEL": "Sign in with SSO",
+    "OIDC_LINK_BY_EMAIL": "0",
+    "PASSWORD_SIGNIN": "on",
 }
 
 
@@ -319,6 +330,80 @@ def _alert_settings(cfg, raw):
     cfg["ALERT_POLL_WAIT"] = _int("ALERT_POLL_WAIT", raw["ALERT_POLL_WAIT"], 0)
 
 
+#: ``PASSWORD_SIGNIN``: everyone, local admins only (break-glass), nobody
+PASSWORD_SIGNIN_MODES = ("on", "admins", "off")
+#: the roles, lowest first: the highest a user's groups map to wins
+ROLE_ORDER = ("viewer", "finance", "admin")
+
+
+def _text(raw) -> str | None:
+    return (str(raw).strip() or None) if raw is not None else None
+
+
+def _sso_settings(cfg, raw):
+    """Sign-in through the company's identity provider (OpenID Connect), and whether
+    passwords still work. Raises ``ConfigError``."""
+    for name in ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_BUTTON_LABEL",
+                 "OIDC_GROUPS_CLAIM"):
+        cfg[name] = _text(raw[name])
+    issuer = cfg["OIDC_ISSUER"]
+    if issuer:
+        parts = urlsplit(issuer)
+        if not parts.hostname or parts.scheme != "https" and not (
+                parts.scheme == "http" and parts.hostname in LOOPBACK):
+            raise ConfigError("OIDC_ISSUER must be the identity provider's https address, like "
+                              f"https://login.example.com/realms/acme, got {issuer[:120]!r}.")
+        for name in ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"):
+            if not cfg[name]:
+                raise ConfigError(f"{name} is required with OIDC_ISSUER: register the dashboard "
+                                  "as a client at the identity provider and set both.")
+    else:
+        cfg["OIDC_ISSUER"] = None
+    scopes = str(raw["OIDC_SCOPES"] or "").replace(",", " ").split()
+    if "openid" not in scopes:
+        raise ConfigError("OIDC_SCOPES must include openid, like \"openid email profile\", "
+                          f"got {raw['OIDC_SCOPES']!r}.")
+    cfg["OIDC_SCOPES"] = " ".join(dict.fromkeys(scopes))
+    cfg["OIDC_GROUPS_CLAIM"] = cfg["OIDC_GROUPS_CLAIM"] or "groups"
+    cfg["OIDC_BUTTON_LABEL"] = (cfg["OIDC_BUTTON_LABEL"] or "Sign in with SSO")[:80]
+    cfg["OIDC_ROLE_MAP"] = _role_map(raw["OIDC_ROLE_MAP"])
+    cfg["OIDC_ALLOW_SIGNUP"] = _flag("OIDC_ALLOW_SIGNUP", raw["OIDC_ALLOW_SIGNUP"])
+    cfg["OIDC_LINK_BY_EMAIL"] = _flag("OIDC_LINK_BY_EMAIL", raw["OIDC_LINK_BY_EMAIL"])
+    domains = tuple(d.strip().lower().lstrip("@") for d in
+                    str(raw["OIDC_ALLOWED_DOMAINS"] or "").split(",") if d.strip())
+    for domain in domains:
+        if "." not in domain or not domain.replace("-", "").replace(".", "").isalnum():
+            raise ConfigError("OIDC_ALLOWED_DOMAINS must be email domains separated by commas, "
+                              f"like example.com,example.org, got {domain[:80]!r}.")
+    cfg["OIDC_ALLOWED_DOMAINS"] = domains
+    mode = str(raw["PASSWORD_SIGNIN"] or "").strip().lower()
+    if mode not in PASSWORD_SIGNIN_MODES:
+        raise ConfigError("PASSWORD_SIGNIN must be on, admins (local admins only) or off, "
+                          f"got {raw['PASSWORD_SIGNIN']!r}.")
+    if mode != "on" and not cfg["OIDC_ISSUER"]:
+        raise ConfigError(f"PASSWORD_SIGNIN={mode} needs OIDC_ISSUER: without single sign-on "
+                          "nobody could sign in.")
+    cfg["PASSWORD_SIGNIN"] = mode
+
+
+def _role_map(raw) -> tuple[tuple[str, str], ...] | None:
+    """``OIDC_ROLE_MAP`` (``billing-admins=admin,billing-finance=finance,*=viewer``) as
+    ``(group, role)`` pairs, or None when unset (roles are then set on the Users page).
+    Raises ``ConfigError``."""
+    text = _text(raw)
+    if text is None:
+        return None
+    pairs = []
+    for item in (i.strip() for i in text.split(",")):
+        group, sep, role = (part.strip() for part in item.rpartition("="))
+        if not item or not sep or not group or role not in ROLE_ORDER:
+            raise ConfigError("OIDC_ROLE_MAP must be group=role pairs separated by commas, "
+                              "roles viewer, finance or admin, * for everyone else, like "
+                              f"billing-admins=admin,*=viewer; {item[:80]!r} is not one.")
+        pairs.append((group, role))
+    return tuple(pairs)
+
+
 def load_settings(environ=None, overrides=None) -> dict:
     """Build the app's config from ``environ`` (default ``os.environ``) and ``overrides``.
 
@@ -345,6 +430,7 @@ def load_settings(environ=None, overrides=None) -> dict:
                       instance)
         if cfg["SANDBOX_MODE"] else _database_url(raw["DATABASE_URL"], instance))
     cfg["DISPLAY_TIMEZONE"] = _display_timezone(raw["DISPLAY_TIMEZONE"])
+    _sso_settings(cfg, raw)
     cfg["SALES_URL"] = str(raw["SALES_URL"]).strip()
     if urlsplit(cfg["SALES_URL"]).scheme not in ("http", "https"):
         raise ConfigError("SALES_URL must be an http(s) address, like "

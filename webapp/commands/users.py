@@ -16,12 +16,19 @@ def _fail(exc):
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="viewer, finance or admin")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="prompted for when omitted; at least 12 characters, not a common one")
-def create(email, role, password):
+@click.option("--password", help="prompted for when omitted; at least 12 characters, "
+                                  "not a common one")
+@click.option("--sso-only", is_flag=True,
+              help="no password: they sign in only through the identity provider (OIDC)")
+def create(email, role, password, sso_only):
     """Add a user who can sign in with EMAIL."""
+    if sso_only and password:
+        _fail("Give either --password or --sso-only, not both.")
+    if not sso_only and password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = service.create_user(email, role, password, actor=COMMAND_LINE)
+        user = service.create_user(email, role, None if sso_only else password,
+                                   actor=COMMAND_LINE)
     except service.UserError as exc:
         _fail(exc)
     click.echo(f"Created {user.email} ({user.role}).")

@@ -36,9 +36,11 @@ SIGNED_OUT = "signed out"
 #: a summary row: sign-ins refused for one reason from one client address within a minute
 SIGN_IN_REFUSED = "sign-in refused"
 PASSWORD_CHANGED = "password changed"
+#: an existing user's first sign-in through SSO, matched by a verified email
+SSO_LINKED = "SSO linked"
 ACTIONS = (TOP_UP, PLAN_CHANGE, USER_ADDED, ROLE_CHANGED, USER_REMOVED, ALERT_RULES_CHANGED,
            ZONE_CHANGED, BUDGET_CHANGED, TOKEN_CREATED, TOKEN_REVOKED, TOKEN_REFUSED,
-           REFUSED_ATTEMPTS, SIGNED_IN, SIGNED_OUT, SIGN_IN_REFUSED, PASSWORD_CHANGED)
+           REFUSED_ATTEMPTS, SIGNED_IN, SIGNED_OUT, SIGN_IN_REFUSED, PASSWORD_CHANGED, SSO_LINKED)
 #: who tried a refused sign-in that named nobody (an SSO sign-in refused before the
 #: provider said who it was)
 NOBODY = "(unknown)"

@@ -77,23 +77,26 @@ def find(email: str) -> User:
 
 def create_user(email, role, password, *, actor=None, is_demo=False) -> User:
     """Add a user, on the audit trail as done by ``actor`` (``(email, role)``; the
-    signed-in user when None). Raises ``UserError`` for a bad email or role, a
-    password that breaks the rule, a duplicate. Only the sandbox's demo accounts
-    (``is_demo``, made in sandbox mode only) skip the password rule."""
+    signed-in user when None). ``password`` None: a user who signs in only through
+    the identity provider (their first sign-in there, with this email verified, claims
+    the account). Raises ``UserError`` for a bad email or role, a password that breaks
+    the rule, a duplicate. Only the sandbox's demo accounts (``is_demo``, made in
+    sandbox mode only) skip the password rule."""
     email = normalise_email(email)
     check_role(role)
-    if not is_demo and (problem := password_problem(password)):
+    if password is not None and not is_demo and (problem := password_problem(password)):
         raise UserError(problem)
     if db.session.scalar(select(User).where(User.email == email)) is not None:
         raise UserError(f"A user with email {email} already exists.")
     user = User(email=email, role=role, is_demo=is_demo)
     if is_demo and password == DEMO_PASSWORD:
         user.password_hash = _demo_hash()  # everyone knows it: worked out once a process
-    else:
+    elif password is not None:
         user.set_password(password)
     db.session.add(user)
     if not is_demo:
-        audit.stage(audit.USER_ADDED, "done", actor=actor, subject=email, role_to=role)
+        audit.stage(audit.USER_ADDED, "done", actor=actor, subject=email, role_to=role,
+                    detail=None if password is not None else "Signs in through SSO only.")
     db.session.commit()
     return user
 
@@ -105,7 +108,7 @@ def _others_admins():
             .where(User.role == "admin", User.id != bindparam("changed_id")).scalar_subquery())
 
 
-def _change_keeping_an_admin(user: User, statement, what: str):
+def change_keeping_an_admin(user: User, statement, what: str):
     """Run ``statement`` (an UPDATE or DELETE of ``user``) unless it would leave no
     admin. Raises ``UserError`` then.
 
@@ -130,7 +133,7 @@ def set_role(email, role, *, actor=None) -> User:
     before = user.role
     if role == before:
         return user
-    _change_keeping_an_admin(user, update(User).where(User.id == user.id).values(role=role)
+    change_keeping_an_admin(user, update(User).where(User.id == user.id).values(role=role)
                              .execution_options(synchronize_session=False), "demoted")
     audit.stage(audit.ROLE_CHANGED, "done", actor=actor, subject=user.email,
                 role_from=before, role_to=role)
@@ -145,7 +148,7 @@ def delete_user(email, *, actor=None):
     user = find(email)
     email, role, user_id = user.email, user.role, user.id
     db.session.execute(delete(UserSession).where(UserSession.user_id == user_id))
-    _change_keeping_an_admin(user, delete(User).where(User.id == user_id)
+    change_keeping_an_admin(user, delete(User).where(User.id == user_id)
                              .execution_options(synchronize_session=False), "removed")
     audit.stage(audit.USER_REMOVED, "done", actor=actor, subject=email, role_from=role)
     db.session.commit()

@@ -1,3 +1,4 @@
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, SubmitField
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -9,7 +10,10 @@ ROLE_CHOICES = [SelectChoice(r, r.capitalize()) for r in ROLES]
 
 
 def _password_rule(form, field):
-    """The same rule as ``flask users create``: see ``service.password_problem``."""
+    """The same rule as ``flask users create``: see ``service.password_problem``. Left
+    blank with single sign-on set up, the user signs in only through it."""
+    if not field.data and current_app.config["OIDC_ISSUER"]:
+        return
     if problem := password_problem(field.data):
         raise ValidationError(problem)
 

@@ -1,4 +1,4 @@
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..extensions import db
@@ -13,11 +13,17 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 ROW_ID = "int(min=1, max=2147483647)"
 
 
+def _roles_from_sso(user: User) -> bool:
+    """Whether the provider's groups set this user's role (at each of their sign-ins)."""
+    return user.uses_sso and current_app.config["OIDC_ROLE_MAP"] is not None
+
+
 def _page(form=None, status=200):
     users = service.list_users()
     role_forms = {u.id: RoleForm(formdata=None, role=u.role, prefix=f"u{u.id}") for u in users}
     return render_template("users/list.html", users=users, form=form or NewUserForm(),
-                           role_forms=role_forms), status
+                           role_forms=role_forms, roles_from_sso=_roles_from_sso,
+                           sso=bool(current_app.config["OIDC_ISSUER"])), status
 
 
 @bp.get("")
@@ -32,7 +38,8 @@ def create():
     form = NewUserForm()
     if form.validate():
         try:
-            user = service.create_user(form.email.data, form.role.data, form.password.data)
+            user = service.create_user(form.email.data, form.role.data,
+                                       form.password.data or None)
         except service.UserError as exc:
             form.email.errors.append(str(exc))
         else:
@@ -56,7 +63,10 @@ def _other_user(user_id) -> User | None:
 def change_role(user_id):
     user = _other_user(user_id)
     form = RoleForm(prefix=f"u{user_id}")
-    if user is not None and form.validate():
+    if user is not None and _roles_from_sso(user):
+        flash(f"{user.email}'s role comes from their groups at the identity provider: "
+              "change it there.", "error")
+    elif user is not None and form.validate():
         before = user.role
         try:
             service.set_role(user.email, form.role.data)

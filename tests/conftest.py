@@ -249,15 +249,17 @@ def redis_server(_redis_server):
 def node_oidc(tmp_path):
     """Start the certified OpenID provider (node ``oidc-provider``) on loopback:
     ``node_oidc(redirect_uris, accounts={login: {sub, email, email_verified, groups, name}},
-    post_logout_redirect_uris=[...])`` gives a running ``NodeProvider`` with one client
-    (``.client``); each one started is stopped after the test (a start takes ~0.4 s)."""
+    post_logout_redirect_uris=[...], host="localhost" to be another site)`` gives a running
+    ``NodeProvider`` with one client (``.client``); each one started is stopped after the
+    test (a start takes ~0.4 s)."""
     from .support.node_oidc import NodeProvider, new_client
 
     started = []
 
-    def start(redirect_uris, accounts=None, post_logout_redirect_uris=None):
+    def start(redirect_uris, accounts=None, post_logout_redirect_uris=None, host="127.0.0.1"):
         provider = NodeProvider(tmp_path / f"node-oidc-{len(started)}",
-                                [new_client(redirect_uris, post_logout_redirect_uris)], accounts)
+                                [new_client(redirect_uris, post_logout_redirect_uris)], accounts,
+                                host=host)
         started.append(provider)
         return provider
     yield start

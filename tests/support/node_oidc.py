@@ -35,7 +35,7 @@ class NodeProvider:
     it does not start."""
 
     def __init__(self, folder: Path, clients: list[dict], accounts: dict | None = None,
-                 timeout: float = 20):
+                 timeout: float = 20, host: str = "127.0.0.1"):
         if shutil.which("node") is None:
             raise RuntimeError("node is not installed (the strict OIDC tests need Node.js 20+)")
         if not (ROOT / "node_modules" / "oidc-provider").is_dir():
@@ -44,7 +44,9 @@ class NodeProvider:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = closed_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        # it listens on 127.0.0.1; ``host="localhost"`` names it so that its pages are
+        # another site than a dashboard on 127.0.0.1, as a real provider's are
+        self.issuer = f"http://{host}:{self.port}"
         self.clients = clients
         self.accounts_file = self.folder / "accounts.json"
         self._accounts: dict = {}

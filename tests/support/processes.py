@@ -41,11 +41,13 @@ def stop_process(proc: subprocess.Popen, seconds: float = 15) -> None:
 
 
 class Gunicorn:
-    """``gunicorn wsgi:app`` with ``env`` on a free loopback port; its log goes to ``log``;
-    ``args`` are more of gunicorn's options (``--preload``)."""
+    """``gunicorn wsgi:app`` with ``env`` on a free loopback port (or ``port``, when another
+    party must know the address first); its log goes to ``log``; ``args`` are more of
+    gunicorn's options (``--preload``)."""
 
-    def __init__(self, env: dict, log: Path, workers: int = 1, args: tuple = ()):
-        self.port = closed_port()
+    def __init__(self, env: dict, log: Path, workers: int = 1, args: tuple = (),
+                 port: int | None = None):
+        self.port = port or closed_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(

@@ -19,7 +19,8 @@ import requests
 
 from .conftest import make_app
 from .support.net import closed_port
-from .support.node_oidc import sign_in_at_node_provider, sign_out_at_node_provider
+from .support.node_oidc import (deny_at_node_provider, sign_in_at_node_provider,
+                                sign_out_at_node_provider)
 from .support.postgres import emptied_postgres
 from .support.processes import Gunicorn
 
@@ -173,6 +174,21 @@ def test_a_replayed_callback_is_a_plain_refusal_and_signs_nobody_in(deploy, http
     refused = trail_rows(http, deployment.public, "sign-in refused")
     assert {r["outcome"] for r in refused} \
         == {"refused: code refused", "refused: state did not match"}, refused
+
+
+def test_a_denial_at_the_provider_is_a_plain_refusal(deploy, http):
+    deployment = deploy()
+    start = http.get(deployment.public + "/signin/sso", allow_redirects=False, timeout=10)
+    cancelled = deny_at_node_provider(http, start.headers["Location"])  # "[ Cancel ]"
+    unknown = to_provider_and_back(http, deployment.public, login="mallory")
+
+    for callback in (cancelled, unknown):
+        page = http.get(callback, allow_redirects=False, timeout=10)
+        assert page.status_code == 403
+        assert "The sign-in was cancelled or refused at your identity provider" \
+            in html.unescape(page.text)
+    assert http.get(deployment.public + "/billing", allow_redirects=False,
+                    timeout=10).status_code == 302
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

@@ -6,7 +6,7 @@ def test_create_list_set_role_delete(runner, app):
                                  "--password", "long-enough-pw"])
     assert result.exit_code == 0 and "Created ana@example.com (finance)" in result.output
     listing = runner.invoke(args=["users", "list"]).output
-    assert "ana@example.com\tfinance" in listing
+    assert "ana@example.com\tfinance\tpassword" in listing
     assert runner.invoke(args=["users", "set-role", "ana@example.com", "admin"]).exit_code == 0
     assert "ana@example.com\tadmin" in runner.invoke(args=["users", "list"]).output
     assert runner.invoke(args=["users", "delete", "ana@example.com"]).exit_code == 0

@@ -3,8 +3,10 @@
 import re
 import shutil
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from webapp.models import User
 
@@ -65,11 +67,36 @@ def _visit(app, sandbox) -> dict[str, str]:
     return pages
 
 
+def _visit_sso(tmp_path, sandbox, oidc) -> dict[str, str]:
+    """The sign-in page in each password mode beside the provider's button, a refusal,
+    and the Users page with a user whose role the provider sets."""
+    from .conftest import make_app, sso_settings
+
+    pages = {}
+    for mode in ("on", "admins", "off"):
+        app = make_app(tmp_path / mode, SANDBOX=sandbox,
+                       **sso_settings(oidc, PASSWORD_SIGNIN=mode))
+        anon = app.test_client()
+        pages[f"sso-{mode}-signin"] = anon.get("/signin").get_data(as_text=True)
+        pages[f"sso-{mode}-signin-refused"] = anon.post("/signin", data={
+            "email": "finance@demo.test", "password": "demo"}).get_data(as_text=True)
+    anon = app.test_client()
+    callback = urlsplit(requests.get(anon.get("/signin/sso").location, allow_redirects=False,
+                                     timeout=5).headers["Location"])
+    anon.get(f"{callback.path}?{callback.query}")  # signed in: the user exists now
+    pages["sso-replayed-callback"] = app.test_client().get(
+        f"{callback.path}?{callback.query}").get_data(as_text=True)
+    admin = make_app(tmp_path / "on", SANDBOX=sandbox, **sso_settings(oidc)).test_client()
+    admin.post("/signin", data={"email": "admin@demo.test", "password": "demo"})
+    pages["sso-users"] = admin.get("/users").get_data(as_text=True)
+    return pages
+
+
 @pytest.fixture
-def pages(tmp_path, sandbox):
+def pages(tmp_path, sandbox, oidc):
     from .conftest import make_app
     app = make_app(tmp_path, SANDBOX=sandbox, BILLING_CACHE_TTL="0", ACTIONS_PER_MINUTE="100")
-    return _visit(app, sandbox)
+    return {**_visit(app, sandbox), **_visit_sso(tmp_path / "sso", sandbox, oidc)}
 
 
 def test_no_page_repeats_an_id(pages):
@@ -90,6 +117,6 @@ def test_every_page_passes_the_nu_html_checker(pages, tmp_path, capsys):
     for name, html in pages.items():
         (folder / f"{name}.html").write_text(html)
         files.append(str(folder / f"{name}.html"))
-    assert len(files) == 48
+    assert len(files) == 56
     errors = Validator(errors_only=True).validate(files)
     assert errors == 0, capsys.readouterr().out

@@ -1,5 +1,6 @@
 """``flask --app webapp users ...``: manage who can sign in."""
 import click
+from flask import current_app
 from . import PreparedGroup
 
 from ..services.trail import COMMAND_LINE
@@ -42,7 +43,10 @@ def list_():
         click.echo("No users yet. Create the first admin with: "
                    "flask --app webapp users create EMAIL --role admin")
     for user in users:
-        click.echo(f"{user.email}\t{user.role}" + ("\t(demo)" if user.is_demo else ""))
+        way = "password" if user.has_password else "SSO"
+        if user.uses_sso and user.has_password:
+            way = "SSO or password"
+        click.echo(f"{user.email}\t{user.role}\t{way}" + ("\t(demo)" if user.is_demo else ""))
 
 
 @users_cli.command("set-role")
@@ -55,6 +59,9 @@ def set_role(email, role):
     except service.UserError as exc:
         _fail(exc)
     click.echo(f"{user.email} is now {user.role}.")
+    if user.uses_sso and current_app.config["OIDC_ROLE_MAP"] is not None:
+        click.echo("Their role follows their groups at the identity provider (OIDC_ROLE_MAP): "
+                   "their next sign-in there sets it again.")
 
 
 @users_cli.command("delete")

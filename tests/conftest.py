@@ -246,6 +246,28 @@ def redis_server(_redis_server):
 
 
 @pytest.fixture
+def node_oidc(tmp_path):
+    """Start the certified OpenID provider (node ``oidc-provider``) on loopback:
+    ``node_oidc(redirect_uris, accounts={login: {sub, email, email_verified, groups, name}},
+    post_logout_redirect_uris=[...], host="localhost" to be another site)`` gives a running
+    ``NodeProvider`` with one client (``.client``); each one started is stopped after the
+    test (a start takes ~0.4 s)."""
+    from .support.node_oidc import NodeProvider, new_client
+
+    started = []
+
+    def start(redirect_uris, accounts=None, post_logout_redirect_uris=None, host="127.0.0.1"):
+        provider = NodeProvider(tmp_path / f"node-oidc-{len(started)}",
+                                [new_client(redirect_uris, post_logout_redirect_uris)], accounts,
+                                host=host)
+        started.append(provider)
+        return provider
+    yield start
+    for provider in started:
+        provider.stop()
+
+
+@pytest.fixture
 def mailbox():
     """A real SMTP server on loopback that keeps what it is given."""
     from .support.receivers import MailBox
@@ -265,7 +287,8 @@ def receiver():
     hook.close()
 
 
-#: test modules that start processes (gunicorn, flask, java), a browser or PostgreSQL
+#: test modules that start processes (gunicorn, flask, java), a browser or PostgreSQL (and
+#: any test using ``node_oidc``, which starts node)
 SLOW_MODULES = {"test_scale_out.py", "test_alerts_unattended.py", "test_readme.py",
                 "test_gunicorn.py", "test_postgres.py", "test_markup.py", "test_migrations.py",
                 "test_outbox_processes.py", "test_starts.py"}
@@ -276,7 +299,7 @@ def pytest_collection_modifyitems(items):
     while working (the README's test command still runs everything)."""
     for item in items:
         if item.path.name in SLOW_MODULES or item.get_closest_marker("browser") \
-                or "postgresql" in item.name:
+                or "postgresql" in item.name or "node_oidc" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 

@@ -24,10 +24,12 @@ def browser():
 
 
 class Live:
-    def __init__(self, app, sandbox):
+    """``app`` served on loopback (on ``port`` when another party must know it first)."""
+
+    def __init__(self, app, sandbox, port=0):
         self.app = app
         self.sandbox = sandbox
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

@@ -28,12 +28,26 @@ def wait_for(base: str, seconds: float = 20) -> None:
     raise RuntimeError(f"gunicorn at {base} did not start")
 
 
-class Gunicorn:
-    """``gunicorn wsgi:app`` with ``env`` on a free loopback port; its log goes to ``log``;
-    ``args`` are more of gunicorn's options (``--preload``)."""
+def stop_process(proc: subprocess.Popen, seconds: float = 15) -> None:
+    """Ask ``proc`` (started in a session of its own) to stop and wait; what is still
+    running after ``seconds`` is killed with its whole group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
-    def __init__(self, env: dict, log: Path, workers: int = 1, args: tuple = ()):
-        self.port = closed_port()
+
+class Gunicorn:
+    """``gunicorn wsgi:app`` with ``env`` on a free loopback port (or ``port``, when another
+    party must know the address first); its log goes to ``log``; ``args`` are more of
+    gunicorn's options (``--preload``)."""
+
+    def __init__(self, env: dict, log: Path, workers: int = 1, args: tuple = (),
+                 port: int | None = None):
+        self.port = port or closed_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
@@ -48,13 +62,7 @@ class Gunicorn:
             raise
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._log.close()
 
 

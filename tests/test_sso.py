@@ -436,3 +436,18 @@ def test_leaving_every_mapped_group_ends_the_sessions_already_open(sso_app, oidc
     assert signed_in_as(open_elsewhere) is None
     row, = trail(sso_app, "sign-in refused")
     assert "their 1 open session(s) ended" in row.detail
+
+
+def test_a_dashboard_without_single_sign_on_never_loads_authlib(tmp_path):
+    """Authlib and its JOSE library are some 11 MB a process would carry for nothing."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from webapp import create_app; "
+              f"app = create_app({{'TESTING': True, 'GIGA_SANDBOX': '1', "
+              f"'INSTANCE_PATH': {str(tmp_path)!r}}}); "
+              "app.test_client().get('/signin'); "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'authlib', 'joserfc'}))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr

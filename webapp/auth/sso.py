@@ -14,10 +14,7 @@ from __future__ import annotations
 import logging
 
 import requests
-from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from authlib.integrations.flask_client import OAuth
 from flask import current_app, session
-from joserfc.errors import JoseError
 
 from ..security import origin
 from ..services.sso import Identity, SignInRefused, groups_from, is_verified
@@ -44,6 +41,10 @@ def init_sso(app):
     cfg = app.config
     if not cfg["OIDC_ISSUER"]:
         return
+    # loaded only here: Authlib and its JOSE library are 11 MB a process without single
+    # sign-on would carry for nothing
+    from authlib.integrations.flask_client import OAuth
+
     oauth = OAuth(app)
     app.extensions[CLIENT] = oauth.register(
         "idp", client_id=cfg["OIDC_CLIENT_ID"], client_secret=cfg["OIDC_CLIENT_SECRET"],
@@ -117,6 +118,9 @@ def _forget_older_attempts():
 def finish() -> tuple[Identity, str]:
     """The identity the callback request carries, and the raw ID token (for signing
     out at the provider). Raises ``SignInRefused`` for every way it can fail."""
+    from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
+    from joserfc.errors import JoseError
+
     metadata = _metadata()
     client = _client()
     try:
@@ -154,6 +158,8 @@ def finish() -> tuple[Identity, str]:
 def _userinfo(token, subject: str) -> dict:
     """The userinfo endpoint's claims (they fill in what the ID token left out). Raises
     ``SignInRefused`` when it cannot be read or names another subject."""
+    from authlib.integrations.base_client.errors import OAuthError
+
     try:
         info = dict(_client().userinfo(token=token))
     except (requests.RequestException, ValueError, OAuthError) as exc:
@@ -168,7 +174,7 @@ def _userinfo(token, subject: str) -> dict:
     return info
 
 
-def _provider_said(exc: OAuthError) -> SignInRefused:
+def _provider_said(exc) -> SignInRefused:
     """The provider refused (at its sign-in page, or at the code exchange)."""
     words = _words(exc.description or exc.error or "")
     if exc.error == "access_denied":

@@ -3,16 +3,22 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..clock import app_clock
+from ..errors import render_store_busy
 from ..extensions import db
-from ..models import User
+from ..models import VIA_PASSWORD, User
 from ..security import is_safe_next
 from . import throttle
 from .forms import SignInForm
+from ..services import trail
 from ..services.sessions import end_session, start_session
 
 bp = Blueprint("auth", __name__)
 
 GENERIC_FAILURE = "Wrong email or password."
+#: the reasons a refused sign-in is folded under on the audit trail
+WRONG = "wrong email or password"
+THROTTLED = "too many failed sign-ins"
 DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
@@ -32,6 +38,7 @@ def signin():
         spaced = 0 if wait else throttle.seconds_slowed(email, address, attempt)
         if wait or spaced:
             throttle.release(attempt)  # refused unchecked: not a failure
+            _refused(email, address, THROTTLED)
         if wait:
             minutes = max(1, (wait + 59) // 60)
             form.form_errors.append(
@@ -48,13 +55,18 @@ def signin():
             user = db.session.scalar(select(User).where(User.email == email))
             if user is not None and user.check_password(form.password.data):
                 throttle.clear_failures(email, address)
-                start_session(user)
+                try:  # on the trail first: a sign-in it cannot record does not happen
+                    trail.signed_in(user.email, user.role, VIA_PASSWORD)
+                except trail.TrailUnavailable as exc:
+                    return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
+                start_session(user, via=VIA_PASSWORD)
                 current_app.logger.info("sign-in: %s (%s)", user.email, user.role)
                 return redirect(target if is_safe_next(target) else url_for("billing.dashboard"))
             if user is None:
                 # same work as a real check, so timing does not reveal who has an account
                 check_password_hash(DUMMY_HASH, form.password.data)
             # the attempt's row, written before the check, stays as its failure
+            _refused(email, address, WRONG)
             form.form_errors.append(GENERIC_FAILURE)
             status = 401
     elif request.method == "POST":
@@ -63,6 +75,23 @@ def signin():
                            next=target if is_safe_next(target) else None,
                            sandbox=current_app.config["SANDBOX_MODE"]), status, \
         {"Retry-After": str(retry_after)} if retry_after else {}
+
+
+NOT_RECORDED = ("The dashboard's database did not answer in time (it may be busy or "
+                "restarting), so the sign-in could not be put on the audit trail and you are "
+                "not signed in. Try again in a few seconds.")
+
+
+def _refused(email: str, address: str, reason: str) -> None:
+    """Fold a refused password sign-in into its row on the trail (one a reason, address
+    and minute). Best effort: the refusal stands when the trail cannot take it (the
+    failure is counted for throttling all the same)."""
+    try:
+        trail.sign_in_refused(email=email, via=VIA_PASSWORD, reason=reason, address=address,
+                              minute=int(app_clock().time()) // 60)
+    except trail.TrailUnavailable:
+        current_app.logger.warning("a refused sign-in (%s) could not be put on the trail",
+                                   reason)
 
 
 @bp.get("/login")
@@ -74,5 +103,11 @@ def login():
 
 @bp.post("/signout")
 def signout():
-    end_session(current_user if current_user.is_authenticated else None)
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    end_session(user)
+    if user is not None:
+        try:  # after the session has ended: signing out never waits on the trail
+            trail.signed_out(user.email, user.role, user.via)
+        except trail.TrailUnavailable:
+            current_app.logger.warning("a sign-out could not be put on the trail")
     return redirect(url_for("auth.signin"))

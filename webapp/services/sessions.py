@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, select, update
 from ..clock import app_clock
 from ..database import UNAVAILABLE, busy, mark_busy
 from ..extensions import db, login_manager
-from ..models import User, UserSession, role_can
+from ..models import VIA_PASSWORD, User, UserSession, role_can
 
 #: a session's last_seen_at is written at most this often (less with a short idle limit)
 TOUCH_EVERY = timedelta(seconds=60)
@@ -48,13 +48,15 @@ class SignedInUser(UserMixin):
     join, which keeps a warm page cheap.
     """
 
-    __slots__ = ("id", "email", "role", "current_session_id")
+    __slots__ = ("id", "email", "role", "current_session_id", "via")
 
-    def __init__(self, id, email, role, current_session_id):
+    def __init__(self, id, email, role, current_session_id, via=VIA_PASSWORD):
         self.id = id
         self.email = email
         self.role = role
         self.current_session_id = current_session_id
+        #: the way this session came in: ``models.VIA_PASSWORD`` or ``VIA_SSO``
+        self.via = via
 
     def can(self, permission: str) -> bool:
         return role_can(self.role, permission)
@@ -64,7 +66,7 @@ class SignedInUser(UserMixin):
 
 
 _LOAD = (select(UserSession.id, UserSession.created_at, UserSession.last_seen_at,
-                User.id, User.email, User.role)
+                UserSession.via, User.id, User.email, User.role)
          .join(User, User.id == UserSession.user_id)
          .where(UserSession.id == bindparam("sid")))
 
@@ -81,7 +83,7 @@ def load_user(session_id):
         row = conn.execute(_LOAD, {"sid": session_id}).first()
     if row is None:
         return None
-    sid, created_at, last_seen_at, user_id, email, role = row
+    sid, created_at, last_seen_at, via, user_id, email, role = row
     created_at, last_seen_at = _aware(created_at), _aware(last_seen_at)
     now = app_clock().now()
     cfg = current_app.config
@@ -96,7 +98,7 @@ def load_user(session_id):
     if now - last_seen_at > touch:
         _write_if_possible(update(UserSession).where(UserSession.id == sid)
                            .values(last_seen_at=now))
-    return SignedInUser(user_id, email, role, sid)
+    return SignedInUser(user_id, email, role, sid, via)
 
 
 def _write_if_possible(statement) -> None:
@@ -117,12 +119,13 @@ def _aware(when):
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
-def start_session(user: User):
-    """Sign ``user`` in with a brand-new session (old cookie contents are dropped); past
-    ``SESSION_MAX_PER_USER`` live sessions, their oldest are ended."""
+def start_session(user: User, via: str = VIA_PASSWORD):
+    """Sign ``user`` in with a brand-new session that came in ``via`` (``VIA_PASSWORD`` or
+    ``VIA_SSO``; old cookie contents are dropped); past ``SESSION_MAX_PER_USER`` live
+    sessions, their oldest are ended."""
     session.clear()
     now = app_clock().now()
-    record = UserSession(user_id=user.id, created_at=now, last_seen_at=now)
+    record = UserSession(user_id=user.id, created_at=now, last_seen_at=now, via=via)
     db.session.add(record)
     db.session.flush()
     keep = select(UserSession.id).where(UserSession.user_id == user.id).order_by(
@@ -131,7 +134,7 @@ def start_session(user: User):
     db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
                                                  UserSession.id.not_in(keep.scalar_subquery())))
     db.session.commit()
-    login_user(SignedInUser(user.id, user.email, user.role, record.id))
+    login_user(SignedInUser(user.id, user.email, user.role, record.id, via))
     session.permanent = True
 
 

@@ -31,6 +31,10 @@ class UserError(ValueError):
     """A user change that cannot be made; the message says why."""
 
 
+class WrongPassword(UserError):
+    """The current password given to change one's own is not the current password."""
+
+
 def normalise_email(email: str) -> str:
     """The stored form of ``email``. Raises ``UserError`` when it is not an email address."""
     email = (email or "").strip().lower()
@@ -149,6 +153,51 @@ def delete_user(email, *, actor=None):
                              .execution_options(synchronize_session=False), "removed")
     audit.stage(audit.USER_REMOVED, "done", actor=actor, subject=email, role_from=role)
     db.session.commit()
+
+
+def change_own_password(user_id: int, session_id: str, current: str, new: str) -> int:
+    """The signed-in user (``user_id``, in session ``session_id``) changes their own
+    password: ``current`` must be it, ``new`` must keep the rule and differ from it.
+    Every other session of theirs ends (the one they changed it from stays). Returns
+    how many ended. Raises ``WrongPassword`` (checked first), ``UserError``."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.check_password(current or ""):
+        raise WrongPassword("That is not your current password.")
+    if new == current:
+        raise UserError("The new password is the same as the current one: choose another.")
+    return set_password(user.email, new, actor=(user.email, user.role), keep_session=session_id)
+
+
+def set_password(email, password, *, actor=None, keep_session: str | None = None,
+                 first: bool = False) -> int:
+    """Give ``email`` the password ``password`` and end their sessions, all of them or
+    all but ``keep_session``; on the audit trail as done by ``actor`` (the signed-in
+    user when None). Returns how many sessions ended. A user who signs in only through
+    single sign-on gets a password only with ``first`` (the command line's break-glass
+    way in). Raises ``UserError`` (the password rule, a demo account, no such user)."""
+    user = find(email)
+    if user.is_demo:
+        raise UserError(f"{user.email} is a demo account: its password stays the published "
+                        f"one, “{DEMO_PASSWORD}”, so that everyone can try the sandbox.")
+    was_sso_only = not user.has_password
+    if was_sso_only and not first:
+        raise UserError(f"{user.email} signs in through single sign-on and has no password "
+                        "here: giving them one would open a way in that the identity provider "
+                        "does not control. If they cannot get in through it, an operator can "
+                        "run flask users set-password.")
+    if problem := password_problem(password):
+        raise UserError(problem)
+    user.set_password(password)
+    ending = delete(UserSession).where(UserSession.user_id == user.id)
+    if keep_session is not None:
+        ending = ending.where(UserSession.id != keep_session)
+    ended = db.session.execute(ending).rowcount
+    sessions = f"{ended} {'other ' if keep_session else ''}session{'' if ended == 1 else 's'} ended"
+    audit.stage(audit.PASSWORD_CHANGED, "done", actor=actor, subject=user.email,
+                detail=f"{sessions}; first password (single sign-on only until now)."
+                if was_sso_only else f"{sessions}.")
+    db.session.commit()
+    return ended
 
 
 def admin_count() -> int:

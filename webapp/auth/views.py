@@ -38,7 +38,7 @@ def signin():
         spaced = 0 if wait else throttle.seconds_slowed(email, address, attempt)
         if wait or spaced:
             throttle.release(attempt)  # refused unchecked: not a failure
-            _refused(email, address, THROTTLED)
+            _refused(VIA_PASSWORD, THROTTLED, email)
         if wait:
             minutes = max(1, (wait + 59) // 60)
             form.form_errors.append(
@@ -66,7 +66,7 @@ def signin():
                 # same work as a real check, so timing does not reveal who has an account
                 check_password_hash(DUMMY_HASH, form.password.data)
             # the attempt's row, written before the check, stays as its failure
-            _refused(email, address, WRONG)
+            _refused(VIA_PASSWORD, WRONG, email)
             form.form_errors.append(GENERIC_FAILURE)
             status = 401
     elif request.method == "POST":
@@ -82,13 +82,14 @@ NOT_RECORDED = ("The dashboard's database did not answer in time (it may be busy
                 "not signed in. Try again in a few seconds.")
 
 
-def _refused(email: str, address: str, reason: str) -> None:
-    """Fold a refused password sign-in into its row on the trail (one a reason, address
-    and minute). Best effort: the refusal stands when the trail cannot take it (the
-    failure is counted for throttling all the same)."""
+def _refused(via: str, reason: str, email=None, detail=None) -> None:
+    """Fold a refused sign-in into its row on the trail (one a way in, reason, address
+    and minute). Best effort: the refusal stands when the trail cannot take it (a
+    password failure is counted for throttling all the same)."""
     try:
-        trail.sign_in_refused(email=email, via=VIA_PASSWORD, reason=reason, address=address,
-                              minute=int(app_clock().time()) // 60)
+        trail.sign_in_refused(email=(email or "").strip().lower()[:254] or None, via=via,
+                              reason=reason, address=throttle.client_key(request.remote_addr),
+                              minute=int(app_clock().time()) // 60, detail=detail)
     except trail.TrailUnavailable:
         current_app.logger.warning("a refused sign-in (%s) could not be put on the trail",
                                    reason)

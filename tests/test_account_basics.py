@@ -403,3 +403,16 @@ def test_a_sign_in_the_trail_cannot_record_does_not_happen_postgresql(pg_app):
     with pg_app.app_context():
         assert UserSession.query.count() == 0
         assert AuditEntry.query.filter_by(action=SIGNED_IN).count() == 1  # the first only
+
+
+def test_a_session_keeps_the_way_it_came_in(app, ana):
+    """``start_session(user, via=...)``, as the sign-in through the provider calls it:
+    the record and the signed-in user both say how."""
+    from flask_login import current_user
+
+    from webapp.services.sessions import start_session
+
+    with app.test_request_context("/signin"):
+        start_session(db.session.get(User, ana), via=VIA_SSO)
+        assert current_user.via == VIA_SSO
+        assert UserSession.query.filter_by(user_id=ana).one().via == VIA_SSO

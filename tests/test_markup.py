@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from webapp.models import User
+from webapp.services.users import create_user
 
 ACCOUNTS = {"viewer": "viewer@demo.test", "finance": "finance@demo.test",
             "admin": "admin@demo.test"}
@@ -23,6 +24,16 @@ def _visit(app, sandbox) -> dict[str, str]:
                                                         "password": "nope"}).get_data(as_text=True)
     pages["not-found"] = anon.get("/no/such/page").get_data(as_text=True)
     pages["api-reference"] = anon.get("/api/v1/reference").get_data(as_text=True)
+    with app.app_context():  # a user of a password of their own (a demo account keeps its)
+        pat_id = create_user("pat@example.com", "viewer", "correct-horse-battery").id
+    pat = app.test_client()
+    pat.post("/signin", data={"email": "pat@example.com", "password": "correct-horse-battery"})
+    pages["password"] = pat.get("/account/password").get_data(as_text=True)
+    pages["password-invalid"] = pat.post("/account/password", data={
+        "current": "wrong", "new": "short", "repeat": "other"}).get_data(as_text=True)
+    pages["password-wrong-current"] = pat.post("/account/password", data={
+        "current": "wrong", "new": "violet-anchor-meadow-42",
+        "repeat": "violet-anchor-meadow-42"}).get_data(as_text=True)
     for role, email in ACCOUNTS.items():
         client = app.test_client()
         client.post("/signin", data={"email": email, "password": "demo"})
@@ -33,6 +44,7 @@ def _visit(app, sandbox) -> dict[str, str]:
         pages[f"{role}-alerts"] = get("/alerts")
         pages[f"{role}-users"] = get("/users")
         pages[f"{role}-settings"] = get("/settings")
+        pages[f"{role}-password"] = get("/account/password")  # a demo account's: no form
         pages[f"{role}-token-made"] = client.post("/settings/tokens", data={
             "name": "nightly", "scopes": ["usage:read"], "days": "7"}).get_data(as_text=True)
         pages[f"{role}-tokens"] = get("/settings/tokens")
@@ -52,6 +64,9 @@ def _visit(app, sandbox) -> dict[str, str]:
             with app.app_context():
                 viewer_id = User.query.filter_by(email="viewer@demo.test").one().id
             pages["admin-remove-user"] = get(f"/users/{viewer_id}/delete")
+            pages["admin-set-password"] = get(f"/users/{pat_id}/password")
+            pages["admin-set-password-invalid"] = client.post(f"/users/{pat_id}/password", data={
+                "password": "password1234", "repeat": "other"}).get_data(as_text=True)
             pages["admin-users-invalid"] = client.post("/users", data={
                 "email": "bad", "role": "viewer", "password": "x"}).get_data(as_text=True)
             pages["admin-alerts-invalid"] = client.post("/alerts", data={
@@ -117,6 +132,6 @@ def test_every_page_passes_the_nu_html_checker(pages, tmp_path, capsys):
     for name, html in pages.items():
         (folder / f"{name}.html").write_text(html)
         files.append(str(folder / f"{name}.html"))
-    assert len(files) == 56
+    assert len(files) == 64
     errors = Validator(errors_only=True).validate(files)
     assert errors == 0, capsys.readouterr().out

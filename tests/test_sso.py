@@ -4,6 +4,7 @@ sends the browser there, exchanges the code and checks the ID token over HTTP.""
 from __future__ import annotations
 
 import html
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -300,12 +301,23 @@ def test_a_provider_that_does_not_answer_is_a_page_not_a_500(tmp_path, sandbox):
     refused(app.test_client().get("/signin/sso"), 503, "did not answer")
 
 
-def test_refusals_from_one_place_fold_into_one_row(sso_app, oidc):
-    oidc.deny = True
-    for _ in range(30):
-        sign_in(sso_app.test_client())
+def test_refusals_from_one_place_fold_into_one_row_and_then_wait(sso_app, oidc):
+    """Every callback costs the provider a code exchange: an address whose sign-ins keep
+    failing waits (LOGIN_MAX_FAILURES_PER_ADDRESS, 20), as at the password form."""
+    oidc.id_token_fault = "forged"
+    for _ in range(20):
+        assert sign_in(sso_app.test_client()).status_code == 400
     row, = trail(sso_app, "sign-in refused")
-    assert row.repeats == 30
+    assert row.repeats == 20
+    exchanges = oidc.requests.count(("POST", "/token"))
+    oidc.id_token_fault = None
+    resp = sign_in(sso_app.test_client())
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 60
+    assert "Too many sign-ins from here did not go through" in resp.get_data(as_text=True)
+    assert oidc.requests.count(("POST", "/token")) == exchanges  # the provider not asked
+    client = sso_app.test_client()  # a password sign-in from there still works
+    client.post("/signin", data={"email": "admin@demo.test", "password": "demo"})
+    assert signed_in_as(client) == ("admin@demo.test", "admin")
 
 
 # -- password sign-in, switched down ---------------------------------------------------
@@ -330,9 +342,16 @@ def test_password_sign_in_for_admins_lets_a_local_admin_in_and_no_one_else(
     page = app.test_client().get("/signin").get_data(as_text=True)
     assert "Sign in with password (local admins only)" in page
     finance = app.test_client()
-    resp = finance.post("/signin", data={"email": "finance@demo.test", "password": "demo"})
-    assert resp.status_code == 403 and "kept for local admins" in resp.get_data(as_text=True)
+    right = finance.post("/signin", data={"email": "finance@demo.test", "password": "demo"})
+    wrong = finance.post("/signin", data={"email": "finance@demo.test", "password": "nope"})
     assert signed_in_as(finance) is None
+    # the same answer either way: it never tells whether a non-admin's password was right
+    assert right.status_code == wrong.status_code == 401
+    words = "or not a local admin: password sign-in is kept for local admins"
+    assert words in right.get_data(as_text=True) and words in wrong.get_data(as_text=True)
+    refusals = {r.outcome for r in trail(app, "sign-in refused")}
+    assert refusals == {"refused: password sign-in is for local admins",
+                        "refused: wrong email or password"}
     admin = app.test_client()
     admin.post("/signin", data={"email": "admin@demo.test", "password": "demo"})
     assert signed_in_as(admin) == ("admin@demo.test", "admin")
@@ -428,14 +447,22 @@ def test_starting_again_and_again_keeps_the_cookie_small_and_the_last_start_work
     assert signed_in_as(client) == ("ada@example.com", "finance")
 
 
-def test_leaving_every_mapped_group_ends_the_sessions_already_open(sso_app, oidc):
+def test_leaving_every_mapped_group_ends_the_sessions_and_tokens_already_open(sso_app, oidc):
     open_elsewhere = sso_app.test_client()
     sign_in(open_elsewhere)
+    made = open_elsewhere.post("/settings/tokens", data={
+        "name": "nightly", "scopes": ["balance:read"], "days": "30"})
+    token = re.search(r'value="(wgb_[^"]+)"', made.get_data(as_text=True)).group(1)
+    api = sso_app.test_client()
+    read = lambda: api.get("/api/v1/tokens/self",  # noqa: E731
+                           headers={"Authorization": f"Bearer {token}"}).status_code
+    assert read() == 200
     oidc.account = {**oidc.account, "groups": ["marketing"]}
     refused(sign_in(sso_app.test_client()), 403, "none of the groups")
     assert signed_in_as(open_elsewhere) is None
+    assert read() == 401
     row, = trail(sso_app, "sign-in refused")
-    assert "their 1 open session(s) ended" in row.detail
+    assert "1 open session(s) ended, 1 personal API token(s) revoked" in row.detail
 
 
 def test_a_dashboard_without_single_sign_on_never_loads_authlib(tmp_path):
@@ -451,3 +478,140 @@ def test_a_dashboard_without_single_sign_on_never_loads_authlib(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+# -- what an adversarial review found -----------------------------------------------------
+
+def test_an_unverified_email_creates_no_one(sso_app, oidc):
+    """Else anyone at the provider could take an address (the CFO's) before its owner."""
+    oidc.account = {"sub": "mallory", "email": "cfo@example.com", "email_verified": False,
+                    "groups": ["everyone"]}
+    refused(sign_in(sso_app.test_client()), 403, "has not verified cfo@example.com")
+    assert user(sso_app, "cfo@example.com") is None
+
+
+def test_an_address_with_invisible_characters_is_not_taken(sso_app, oidc):
+    oidc.account = {**oidc.account, "email": "ada\u200b@example.com"}
+    refused(sign_in(sso_app.test_client()), 403, "did not say your email address")
+    with sso_app.app_context():
+        assert db.session.scalar(select(User).where(User.oidc_subject == "u-1")) is None
+
+
+def test_unicode_case_folding_does_not_match_another_address(tmp_path, sandbox, oidc):
+    """The Kelvin sign lowers to a plain k: ``\u212aate@`` must not be ``kate@``."""
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(oidc, OIDC_ALLOW_SIGNUP="0"))
+    with app.app_context():
+        service.create_user("kate@example.com", "admin", None)
+    oidc.account = {"sub": "not-kate", "email": "\u212aate@example.com", "email_verified": True,
+                    "groups": ["billing-admins"]}
+    refused(sign_in(app.test_client()), 403, "has no access to this dashboard yet")
+    assert user(app, "kate@example.com").oidc_subject is None
+
+
+@pytest.mark.parametrize("fault", ["foreign audience", "unsigned"])
+def test_an_id_token_for_another_client_or_unsigned_is_refused(sso_app, oidc, fault):
+    oidc.id_token_fault = fault
+    client = sso_app.test_client()
+    resp = sign_in(client)
+    assert resp.status_code in (400, 503) and "Traceback" not in resp.get_data(as_text=True)
+    assert signed_in_as(client) is None and user(sso_app, "ada@example.com") is None
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/userinfo", b"null"), ("/userinfo", b"5"), ("/userinfo", b"[1, 2]"),
+    ("/jwks", b"[]"), ("/jwks", b'{"keys": 5}'),
+])
+def test_odd_data_from_the_provider_is_a_sentence_not_a_500(sso_app, oidc, path, body):
+    oidc.bodies[path] = body
+    client = sso_app.test_client()
+    refused(sign_in(client), 400, "answered in a way this dashboard could not read")
+    assert signed_in_as(client) is None
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"hello"', b'{"issuer": 5}', b"not json"])
+def test_an_odd_discovery_document_is_a_sentence_not_a_500(sso_app, oidc, body):
+    oidc.bodies["/.well-known/openid-configuration"] = body
+    resp = sso_app.test_client().get("/signin/sso")
+    assert resp.status_code == 503 and "Traceback" not in resp.get_data(as_text=True)
+    assert "Sign-in did not go through" in resp.get_data(as_text=True)
+
+
+def test_a_provider_that_is_down_is_not_asked_again_for_every_click(tmp_path, sandbox,
+                                                                    fault_server):
+    from .support.faultserver import Respond
+
+    fault_server.handler = lambda method, path, body: Respond(502, "bad gateway")
+    app = make_app(tmp_path, SANDBOX=sandbox, OIDC_ISSUER=fault_server.url,
+                   OIDC_CLIENT_ID="dashboard", OIDC_CLIENT_SECRET="x")
+    client = app.test_client()
+    for _ in range(5):
+        refused(client.get("/signin/sso"), 503, "did not answer")
+    assert fault_server.count("/.well-known/openid-configuration") == 1
+
+
+def test_a_callback_that_no_sign_in_here_started_repeats_nothing_it_carries(sso_app):
+    client = sso_app.test_client()
+    resp = client.get("/signin/sso/callback?error=access_denied&state=made-up&"
+                      "error_description=Your+account+is+locked.+Call+IT+on+555")
+    refused(resp, 400, "could not be matched to one started in this browser")
+    assert "Call IT" not in resp.get_data(as_text=True)
+
+
+def test_a_started_sign_in_expires_after_an_hour(sso_app, monkeypatch):
+    import time as clock
+
+    client = sso_app.test_client()
+    callback = at_provider(start(client))
+    later = clock.time() + 3601
+    monkeypatch.setattr("webapp.auth.sso.time.time", lambda: later)
+    refused(client.get(callback), 400, "could not be matched")
+    assert signed_in_as(client) is None
+
+
+def test_each_tab_lands_where_it_started(sso_app):
+    client = sso_app.test_client()
+    to_audit = start(client, next_page="/audit")
+    to_alerts = start(client, next_page="/alerts")
+    assert client.get(at_provider(to_alerts)).headers["Location"] == "/alerts"
+    assert to_audit  # the other tab's sign-in is spent: the browser is signed in already
+
+
+def test_a_linked_password_user_signs_in_through_the_provider_only(tmp_path, sandbox, oidc):
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(oidc, OIDC_LINK_BY_EMAIL="1"))
+    with app.app_context():
+        service.create_user("ada@example.com", "viewer", PASSWORD)
+    sign_in(app.test_client())
+    client = app.test_client()
+    resp = client.post("/signin", data={"email": "ada@example.com", "password": PASSWORD})
+    assert resp.status_code == 401 and signed_in_as(client) is None
+    linked, = trail(app, "SSO linked")
+    assert "its password removed" in linked.detail
+
+
+def test_an_issuer_anyone_can_sign_in_at_needs_domains_or_no_signup():
+    settings = {"OIDC_ISSUER": "https://accounts.google.com", "OIDC_CLIENT_ID": "x",
+                "OIDC_CLIENT_SECRET": "y"}
+    with pytest.raises(ConfigError, match="signs in anyone with an account there"):
+        load_settings({"GIGA_SANDBOX": "1"}, {"TESTING": True, **settings})
+    for more in ({"OIDC_ALLOWED_DOMAINS": "example.com"}, {"OIDC_ALLOW_SIGNUP": "0"}):
+        load_settings({"GIGA_SANDBOX": "1"}, {"TESTING": True, **settings, **more})
+
+
+def test_removing_an_sso_user_says_they_can_come_back_through_the_provider(sso_app):
+    sign_in(sso_app.test_client())
+    admin = sso_app.test_client()
+    admin.post("/signin", data={"email": "admin@demo.test", "password": "demo"})
+    ada = user(sso_app, "ada@example.com")
+    page = admin.post(f"/users/{ada.id}/delete", data={"confirm": "ada@example.com"},
+                      follow_redirects=True).get_data(as_text=True)
+    assert "They can sign in again through SSO" in html.unescape(page)
+
+
+def test_a_namespaced_groups_claim_is_read_as_it_is(tmp_path, sandbox, oidc):
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(
+        oidc, OIDC_GROUPS_CLAIM="https://example.com/groups"))
+    oidc.account = {**oidc.account, "groups": [],
+                    "https://example.com/groups": ["billing-admins"]}
+    client = app.test_client()
+    sign_in(client)
+    assert signed_in_as(client) == ("ada@example.com", "admin")

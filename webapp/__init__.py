@@ -201,11 +201,13 @@ def register_sso(app):
 
 
 def register_blueprints(app):
-    """One blueprint a page package, each beside its routes (``<package>.views.bp``)."""
+    """One blueprint a page package, each beside its routes (``<package>.views.bp``; the
+    sign-in package has a second, one's own password page)."""
     from .account.views import bp as account_bp
     from .alerts.views import bp as alerts_bp
     from .api import init_api
     from .audit.views import bp as audit_bp
+    from .auth.password import bp as password_bp
     from .auth.views import bp as auth_bp
     from .billing.views import bp as billing_bp
     from .exports.views import bp as exports_bp
@@ -214,7 +216,7 @@ def register_blueprints(app):
     from .users.views import bp as users_bp
 
     for bp in (auth_bp, billing_bp, exports_bp, alerts_bp, metrics_bp, audit_bp, users_bp,
-               account_bp, tokens_bp):
+               account_bp, tokens_bp, password_bp):
         app.register_blueprint(bp)
 
     init_api(app)  # the JSON API and its OpenAPI document (flask-smorest)

@@ -124,6 +124,9 @@ class UserSession(db.Model):
     #: the way in: ``VIA_PASSWORD`` or ``VIA_SSO``
     via: Mapped[str] = mapped_column(String(16), default=VIA_PASSWORD,
                                      server_default=VIA_PASSWORD)
+    #: a session that came in through the provider: its ID token, the hint its
+    #: end-session endpoint takes when the person signs out
+    id_token: Mapped[str | None] = mapped_column(Text, nullable=True)
     user: Mapped[User] = relationship()
 
 

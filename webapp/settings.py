@@ -332,6 +332,10 @@ def _alert_settings(cfg, raw):
 
 #: ``PASSWORD_SIGNIN``: everyone, local admins only (break-glass), nobody
 PASSWORD_SIGNIN_MODES = ("on", "admins", "off")
+#: issuers anyone in the world has an account at (Google; Entra ID's multi-tenant ones)
+OPEN_ISSUERS = ("https://accounts.google.com", "https://login.microsoftonline.com/common/v2.0",
+                "https://login.microsoftonline.com/organizations/v2.0",
+                "https://login.microsoftonline.com/consumers/v2.0")
 #: the roles, lowest first: the highest a user's groups map to wins
 ROLE_ORDER = ("viewer", "finance", "admin")
 
@@ -384,6 +388,11 @@ def _sso_settings(cfg, raw):
         raise ConfigError(f"PASSWORD_SIGNIN={mode} needs OIDC_ISSUER: without single sign-on "
                           "nobody could sign in.")
     cfg["PASSWORD_SIGNIN"] = mode
+    if issuer and cfg["OIDC_ALLOW_SIGNUP"] and not domains and \
+            issuer.rstrip("/").lower() in OPEN_ISSUERS:
+        raise ConfigError(f"OIDC_ISSUER {issuer} signs in anyone with an account there: set "
+                          "OIDC_ALLOWED_DOMAINS to the company's email domains, or "
+                          "OIDC_ALLOW_SIGNUP=0 so only users an admin added get in.")
 
 
 def _role_map(raw) -> tuple[tuple[str, str], ...] | None:

@@ -22,7 +22,7 @@ def axe_violations(page):
 def _pages(live, role):
     """The pages a role meets, as (name, path)."""
     pages = [("dashboard", "/billing"), ("not found", "/nope"), ("API tokens", "/settings/tokens"),
-             ("API reference", "/api/v1/reference")]
+             ("API reference", "/api/v1/reference"), ("password", "/account/password")]
     if role in ("finance", "admin"):
         pages += [("audit trail", "/audit"), ("alerts", "/alerts"),
                   ("usage, 90 days", "/billing?range=90"), ("settings", "/settings")]
@@ -69,7 +69,7 @@ def test_no_violations_on_checkout_error_and_degraded_pages(new_page, live):
 @pytest.mark.parametrize("role,paths", [
     ("admin", ["/billing", "/billing/plans/pro", "/audit", "/users", "/nope", "/alerts",
                "/billing?range=90", "/settings", "/settings/tokens", "/api/v1/reference"]),
-    ("viewer", ["/billing", "/settings/tokens"])])
+    ("viewer", ["/billing", "/settings/tokens", "/account/password"])])
 def test_fits_a_375px_phone_without_horizontal_scroll(new_page, live, role, paths):
     page = new_page(viewport={"width": 375, "height": 812}, is_mobile=True)
     page.goto(live.url + "/signin")
@@ -84,6 +84,38 @@ def test_fits_a_375px_phone_without_horizontal_scroll(new_page, live, role, path
         page.goto(live.url + path)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"{path} is {width}px wide"
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_viewer_changes_their_password_and_axe_finds_nothing(
+        new_page, live, width):
+    """The password page of a user with a password of their own (the demo accounts keep
+    theirs): reached from the header, its errors by the fields, then the change."""
+    from webapp.services.users import create_user
+
+    with live.app.app_context():
+        create_user("pat@example.com", "viewer", "correct-horse-battery")
+    page = new_page(bypass_csp=True, viewport={"width": width, "height": 900})
+    page.goto(live.url + "/signin")
+    page.get_by_label("Email").fill("pat@example.com")
+    page.get_by_label("Password").fill("correct-horse-battery")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Password").click()
+    expect(page.get_by_role("heading", name="Your password")).to_be_visible()
+    assert axe_violations(page) == [], "password"
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.get_by_label("Current password").fill("wrong-password")
+    page.get_by_label("New password", exact=True).fill("short")
+    page.get_by_label("Repeat the new password").fill("other")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("The two new passwords differ")).to_be_visible()
+    assert axe_violations(page) == [], "password in error"
+    page.get_by_label("Current password").fill("correct-horse-battery")
+    page.get_by_label("New password", exact=True).fill("violet-anchor-meadow-42")
+    page.get_by_label("Repeat the new password").fill("violet-anchor-meadow-42")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Your password has been changed.")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def test_follows_dark_mode(new_page, live):

@@ -25,7 +25,12 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 #: what an ID token may be made to be: a good one, or one of the ways it can be wrong
-ID_TOKEN_FAULTS = ("expired", "forged", "wrong audience", "wrong issuer", "wrong nonce", "none")
+ID_TOKEN_FAULTS = ("expired", "forged", "wrong audience", "foreign audience", "wrong issuer",
+                   "wrong nonce", "unsigned", "none")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class MockProvider:
@@ -41,6 +46,8 @@ class MockProvider:
         self.codes: dict[str, dict] = {}
         self.tokens: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
+        #: raw bodies to answer with instead of the right ones (odd data from a provider)
+        self.bodies: dict[str, bytes] = {}
         self.signed_out: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -59,7 +66,8 @@ class MockProvider:
                 "token_endpoint": base + "/token", "userinfo_endpoint": base + "/userinfo",
                 "jwks_uri": base + "/jwks", "end_session_endpoint": base + "/logout",
                 "response_types_supported": ["code"], "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
+                "id_token_signing_alg_values_supported": ["RS256", "none"]
+                if self.id_token_fault == "unsigned" else ["RS256"],
                 "code_challenge_methods_supported": ["S256"],
                 "scopes_supported": ["openid", "email", "profile", "groups"]}
 
@@ -90,8 +98,7 @@ class MockProvider:
         if grant is None or grant["redirect_uri"] != f.get("redirect_uri"):
             return 400, {"error": "invalid_grant", "error_description": "code unknown or used"}
         verifier = f.get("code_verifier", "")
-        challenge = base64.urlsafe_b64encode(
-            hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        challenge = _b64(hashlib.sha256(verifier.encode()).digest())
         if challenge != grant["challenge"]:
             return 400, {"error": "invalid_grant", "error_description": "PKCE verifier wrong"}
         access = secrets.token_urlsafe(16)
@@ -113,12 +120,18 @@ class MockProvider:
         fault = self.id_token_fault
         claims = {"iss": self.issuer if fault != "wrong issuer" else "https://evil.example",
                   "sub": account["sub"],
-                  "aud": self.client_id if fault != "wrong audience" else "someone-else",
+                  "aud": self.client_id if fault not in ("wrong audience", "foreign audience")
+                  else "someone-else",
                   "iat": now - (7200 if fault == "expired" else 0),
                   "exp": now + (300 if fault != "expired" else -3600),
                   "nonce": nonce if fault != "wrong nonce" else "not-the-nonce"}
+        if fault == "foreign audience":  # issued to another client, naming us as its party
+            claims["azp"] = self.client_id
         if not self.claims_in_userinfo_only:
             claims.update({k: v for k, v in account.items() if k != "sub"})
+        if fault == "unsigned":  # made by hand: the JOSE library rightly warns against it
+            return ".".join(_b64(json.dumps(part).encode()) for part in
+                            ({"alg": "none", "typ": "JWT"}, claims)) + "."
         key = self.key if fault != "forged" else RSAKey.generate_key(
             2048, parameters={"kid": "k1"})  # same key id, someone else's key
         return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
@@ -153,7 +166,9 @@ class MockProvider:
             def do_GET(self):
                 parts = urlsplit(self.path)
                 provider.requests.append(("GET", parts.path))
-                if parts.path == "/.well-known/openid-configuration":
+                if parts.path in provider.bodies:
+                    self._send(200, provider.bodies[parts.path])
+                elif parts.path == "/.well-known/openid-configuration":
                     self._json(200, provider.discovery())
                 elif parts.path == "/jwks":
                     self._json(200, {"keys": [provider.key.as_dict(private=False)]})

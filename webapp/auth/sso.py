@@ -3,18 +3,23 @@
 Authlib does the protocol: discovery from ``OIDC_ISSUER``, the authorization
 code flow with PKCE (S256), state and nonce kept in the signed session cookie
 (so the callback may reach any of our servers), the code exchanged for
-tokens, the ID token checked against the provider's keys (signature, issuer,
-audience, expiry, nonce). This module adds what Authlib leaves to us: an ID
-token is required, userinfo is merged in (some providers give email and
-groups only there) and must name the same subject, and every way it can go
-wrong becomes a ``SignInRefused`` with a sentence.
+tokens, the ID token's signature checked against the provider's keys. This
+module adds what Authlib leaves to us: the callback's state is checked
+(present, ours, under an hour old) before anything it carries is believed;
+the ID token's algorithm is pinned to asymmetric ones (never ``none`` or an
+HMAC, whatever the discovery document lists), its issuer and audience are
+required to be ours, and an ID token is required at all; userinfo is merged
+in (some providers give email and groups only there) and must name the same
+subject; and every way it can go wrong, a malformed answer included, becomes a
+``SignInRefused`` with a sentence.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 import requests
-from flask import current_app, session
+from flask import current_app, request, session
 
 from ..security import origin
 from ..services.sso import Identity, SignInRefused, groups_from, is_verified
@@ -33,6 +38,14 @@ START_AGAIN = "Start again from the sign-in page."
 STATE_KEY = "_state_idp_"
 #: sign-ins started in one browser that may be finished (other tabs, a back button)
 ATTEMPTS_KEPT = 3
+#: the algorithms an ID token may be signed with: public-key ones only
+ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+              "ES512", "EdDSA")
+#: the longest issuer or subject kept (the ``users`` columns)
+IDENTIFIER_MAX = 255
+#: after the provider did not answer, sign-ins are refused at once this long rather than
+#: each holding a thread for the whole timeout
+RECHECK_SECONDS = 10
 
 
 def init_sso(app):
@@ -62,20 +75,40 @@ def _client():
 
 
 def _metadata() -> dict:
-    """The provider's discovery document. Raises ``SignInRefused`` when it cannot be read
-    or names another issuer (a provider answering for someone else)."""
+    """The provider's discovery document, its signing algorithms pinned to
+    ``ASYMMETRIC``. Raises ``SignInRefused`` when it cannot be read, or names another
+    issuer (a provider answering for someone else) or no keys."""
+    app = current_app._get_current_object()
+    if time.monotonic() < app.extensions.get("sso_down_until", 0):
+        raise _unreachable()
     try:
         metadata = _client().load_server_metadata()
-    except (requests.RequestException, ValueError) as exc:
+    except (requests.RequestException, ValueError, TypeError) as exc:
+        # TypeError: a document that is JSON but not an object
+        app.extensions["sso_down_until"] = time.monotonic() + RECHECK_SECONDS
         log.warning("the identity provider's discovery document could not be read: %s", exc)
         raise _unreachable() from exc
-    if _same_issuer(metadata.get("issuer"), current_app.config["OIDC_ISSUER"]) is False:
-        log.error("the discovery document at %s names issuer %r", current_app.config[
-            "OIDC_ISSUER"], metadata.get("issuer"))
-        raise SignInRefused("provider misconfigured",
-                            "The identity provider's settings do not match this dashboard's "
-                            "(OIDC_ISSUER). Tell a dashboard admin.")
+    expected = app.config["OIDC_ISSUER"]
+    if not _same_issuer(metadata.get("issuer"), expected) or \
+            not isinstance(metadata.get("jwks_uri"), str):
+        log.error("the discovery document at %s names issuer %r and keys at %r", expected,
+                  metadata.get("issuer"), metadata.get("jwks_uri"))
+        raise _misconfigured()
+    listed = metadata.get("id_token_signing_alg_values_supported")
+    algorithms = [a for a in (listed if isinstance(listed, list) else ["RS256"])
+                  if a in ASYMMETRIC]
+    if not algorithms:
+        log.error("the identity provider signs ID tokens only with %r", listed)
+        raise _misconfigured()
+    # Authlib accepts what this lists: never "none" or an HMAC keyed by something public
+    metadata["id_token_signing_alg_values_supported"] = algorithms
     return metadata
+
+
+def _misconfigured() -> SignInRefused:
+    return SignInRefused("provider misconfigured",
+                         "The identity provider's settings do not match this dashboard's "
+                         "(OIDC_ISSUER). Tell a dashboard admin.")
 
 
 def _same_issuer(found, expected) -> bool:
@@ -88,9 +121,10 @@ def _unreachable() -> SignInRefused:
                          "keeps happening, tell a dashboard admin.")
 
 
-def authorization_url(redirect_uri: str) -> str:
-    """Where to send the browser to sign in at the provider; the state, nonce and PKCE
-    verifier are kept in the session for the callback. Raises ``SignInRefused``."""
+def authorization_url(redirect_uri: str, next_page: str | None) -> str:
+    """Where to send the browser to sign in at the provider; the state, nonce, PKCE
+    verifier and the page to land on (``next_page``, already checked) are kept in the
+    session for the callback. Raises ``SignInRefused``."""
     _metadata()
     client = _client()
     try:
@@ -100,7 +134,8 @@ def authorization_url(redirect_uri: str) -> str:
     _forget_older_attempts()
     # the address itself is not kept: it would only fill the cookie
     client.save_authorize_data(redirect_uri=redirect_uri, state=found["state"],
-                               code_verifier=found["code_verifier"], nonce=found["nonce"])
+                               code_verifier=found["code_verifier"], nonce=found["nonce"],
+                               next=next_page)
     return found["url"]
 
 
@@ -115,21 +150,31 @@ def _forget_older_attempts():
         session.pop(key, None)
 
 
-def finish() -> tuple[Identity, str]:
-    """The identity the callback request carries, and the raw ID token (for signing
-    out at the provider). Raises ``SignInRefused`` for every way it can fail."""
+def finish() -> tuple[Identity, str, str | None]:
+    """The identity the callback request carries, the raw ID token (for signing out at
+    the provider) and the page the sign-in was started for. Raises ``SignInRefused``
+    for every way it can fail."""
     from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
     from joserfc.errors import JoseError
 
+    next_page = _started(request.args.get("state"))
     metadata = _metadata()
-    client = _client()
+    cfg = current_app.config
     try:
-        token = client.authorize_access_token(leeway=LEEWAY_SECONDS)
+        token = _client().authorize_access_token(leeway=LEEWAY_SECONDS, claims_options={
+            "iss": {"essential": True, "value": metadata["issuer"]},
+            "aud": {"essential": True, "value": cfg["OIDC_CLIENT_ID"]}})
+        claims = token.get("userinfo")
+        if not claims or not isinstance(token.get("id_token"), str):
+            raise SignInRefused("no ID token",
+                                "The identity provider did not send an ID token, so who "
+                                f"signed in cannot be checked. {START_AGAIN}")
+        claims = dict(claims)
+        _check_identifiers(claims)
+        if metadata.get("userinfo_endpoint"):
+            claims.update(_userinfo(token, claims["sub"]))
     except MismatchingStateError:
-        raise SignInRefused("state did not match",
-                            "This sign-in could not be matched to one started in this browser "
-                            "(it was already used, it is too old, or the browser did not keep "
-                            f"its cookie). {START_AGAIN}") from None
+        raise _state_mismatch() from None
     except OAuthError as exc:
         raise _provider_said(exc) from None
     except JoseError as exc:
@@ -137,34 +182,66 @@ def finish() -> tuple[Identity, str]:
         raise SignInRefused("ID token refused",
                             "The identity provider's answer could not be verified "
                             f"({_words(exc.description or exc.error)}). {START_AGAIN}") from None
-    except (requests.RequestException, ValueError) as exc:
+    except requests.RequestException as exc:
         log.warning("the identity provider could not be reached: %s", exc)
         raise _unreachable() from exc
-    claims = token.get("userinfo")
-    if not claims or not isinstance(token.get("id_token"), str):
-        raise SignInRefused("no ID token",
-                            "The identity provider did not send an ID token, so who signed in "
-                            f"cannot be checked. {START_AGAIN}")
-    claims = dict(claims)
-    if metadata.get("userinfo_endpoint"):
-        claims.update(_userinfo(token, claims["sub"]))
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        # JSON that is not what the protocol says (a list for keys, a number for userinfo)
+        log.warning("the identity provider's answer could not be read: %r", exc)
+        raise SignInRefused("unreadable answer",
+                            "The identity provider answered in a way this dashboard could not "
+                            f"read. {START_AGAIN} If it keeps happening, tell a dashboard "
+                            "admin.") from None
+    email = claims.get("email")
     return Identity(issuer=claims["iss"], subject=claims["sub"],
-                    email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+                    email=email if isinstance(email, str) else None,
                     email_verified=is_verified(claims),
-                    groups=groups_from(claims, current_app.config["OIDC_GROUPS_CLAIM"])), \
-        token["id_token"]
+                    groups=groups_from(claims, cfg["OIDC_GROUPS_CLAIM"])), \
+        token["id_token"], next_page
+
+
+def _started(state) -> str | None:
+    """The page the sign-in ``state`` names was started for, when this browser started
+    it less than an hour ago. Checked before anything else the callback carries is
+    believed (an ``error`` and its words included). Raises ``SignInRefused``.
+
+    The hour is on the wall clock, as Authlib stamps it (``exp``)."""
+    kept = session.get(STATE_KEY + state) if isinstance(state, str) and state else None
+    if not isinstance(kept, dict) or not isinstance(kept.get("data"), dict) \
+            or not kept.get("exp", 0) > time.time():
+        raise _state_mismatch()
+    return kept["data"].get("next")
+
+
+def _state_mismatch() -> SignInRefused:
+    return SignInRefused("state did not match",
+                         "This sign-in could not be matched to one started in this browser "
+                         "(it was already used, it is too old, or the browser did not keep "
+                         f"its cookie). {START_AGAIN}")
+
+
+def _check_identifiers(claims: dict):
+    """Raises ``ValueError`` for an issuer or subject that is not a string we can keep."""
+    for name in ("iss", "sub"):
+        if not isinstance(claims.get(name), str) or not 0 < len(claims[name]) <= IDENTIFIER_MAX:
+            raise ValueError(f"the ID token's {name} is not a string of at most "
+                             f"{IDENTIFIER_MAX} characters")
 
 
 def _userinfo(token, subject: str) -> dict:
     """The userinfo endpoint's claims (they fill in what the ID token left out). Raises
-    ``SignInRefused`` when it cannot be read or names another subject."""
+    ``SignInRefused`` when it cannot be reached or names another subject, ``ValueError``
+    when it is not a JSON object."""
     from authlib.integrations.base_client.errors import OAuthError
 
     try:
-        info = dict(_client().userinfo(token=token))
-    except (requests.RequestException, ValueError, OAuthError) as exc:
+        info = _client().userinfo(token=token)
+    except (requests.RequestException, OAuthError) as exc:
         log.warning("the identity provider's userinfo could not be read: %s", exc)
         raise _unreachable() from exc
+    if not isinstance(info, dict):
+        raise ValueError("userinfo is not a JSON object")
+    info = dict(info)
     if info.get("sub") != subject:
         raise SignInRefused("userinfo for another subject",
                             "The identity provider described someone other than the person "

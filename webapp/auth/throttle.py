@@ -32,6 +32,9 @@ from ..clock import app_clock
 from ..extensions import db
 from ..models import LoginFailure
 
+#: what failed sign-ins through the identity provider are counted under (by address:
+#: each costs the provider a code exchange)
+SSO = "(single sign-on)"
 #: the slow-down of a failed attempt on an account under attack: doubling, at most this
 MAX_SLOWDOWN_SECONDS = 4.0
 FIRST_SLOWDOWN_SECONDS = 0.25
@@ -94,13 +97,25 @@ def seconds_blocked(email: str, address: str) -> int:
     cfg = current_app.config
     waits = []
     for conditions, limit in (
-            ((LoginFailure.address == address,), cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
+            ((LoginFailure.address == address, LoginFailure.email != SSO),
+             cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
             ((LoginFailure.address == address, LoginFailure.email == email),
              cfg["LOGIN_MAX_FAILURES"])):
         count, oldest, _ = _failures(*conditions)
         if count > limit and oldest is not None:
             waits.append(math.ceil((oldest + _window() - app_clock().now()).total_seconds()))
     return max(waits, default=0)
+
+
+def seconds_blocked_sso(address: str) -> int:
+    """How long ``address`` stays refused sign-ins through the identity provider: past
+    ``LOGIN_MAX_FAILURES_PER_ADDRESS`` of them failed in the window (0 = not refused).
+    They are counted apart from password failures, so neither way in locks the other
+    (a local admin's break-glass password stays usable)."""
+    count, oldest, _ = _failures(LoginFailure.address == address, LoginFailure.email == SSO)
+    if count < current_app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] or oldest is None:
+        return 0
+    return max(1, math.ceil((oldest + _window() - app_clock().now()).total_seconds()))
 
 
 def seconds_slowed(email: str, address: str, attempt: int) -> int:

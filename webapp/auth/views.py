@@ -1,33 +1,42 @@
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..clock import app_clock
-from ..errors import render_error
+from ..errors import render_error, render_store_busy
 from ..extensions import db
 from ..models import VIA_PASSWORD, VIA_SSO, User
 from ..security import is_safe_next
 from ..services import trail
 from ..services.sessions import end_session, start_session
+from ..services.users import fold_case
 from ..services.sso import Policy, SignInRefused, admit
 from . import sso, throttle
 from .forms import SignInForm
 
 bp = Blueprint("auth", __name__)
 
-#: where a sign-in through the provider goes once it is done, and the ID token kept for
-#: signing out there (both in the signed session cookie)
-SSO_NEXT = "sso_next"
-SSO_ID_TOKEN = "sso_id_token"
 #: refusals that are about the request (a lost cookie, a reused code, a bad token), and
 #: the provider not answering; any other refusal is a 403
 BAD_REQUEST_REASONS = {"state did not match", "code refused", "ID token refused",
-                       "no ID token", "userinfo for another subject"}
+                       "no ID token", "userinfo for another subject", "unreadable answer"}
 UNAVAILABLE_REASONS = {"provider unreachable", "provider misconfigured"}
 
 GENERIC_FAILURE = "Wrong email or password."
+#: with ``PASSWORD_SIGNIN=admins`` every failure says the same, so the answer never tells
+#: whether a non-admin's password was right
+ADMINS_ONLY_FAILURE = ("Wrong email or password, or not a local admin: password sign-in is "
+                       "kept for local admins here. Everyone else signs in with their "
+                       "company account.")
+#: the reasons a refused sign-in is folded under on the audit trail
+WRONG = "wrong email or password"
+THROTTLED = "too many failed sign-ins"
+NOT_LOCAL_ADMIN = "password sign-in is for local admins"
 DUMMY_HASH = generate_password_hash("not-a-real-password")
+NOT_RECORDED = ("The dashboard's database did not answer in time (it may be busy or "
+                "restarting), so the sign-in could not be put on the audit trail and you are "
+                "not signed in. Try again in a few seconds.")
 
 
 @bp.route("/signin", methods=["GET", "POST"])
@@ -38,6 +47,7 @@ def signin():
     target = request.values.get("next")
     status, retry_after = 200, None
     mode = current_app.config["PASSWORD_SIGNIN"]
+    failure = ADMINS_ONLY_FAILURE if mode == "admins" else GENERIC_FAILURE
     if request.method == "POST" and mode == "off":
         # switched off on the server, not only hidden: the right password gets nowhere
         _refused(VIA_PASSWORD, "password sign-in off", form.email.data)
@@ -45,7 +55,7 @@ def signin():
                                 "company account.")
         status = 403
     elif form.validate_on_submit():
-        email = form.email.data.strip().lower()
+        email = fold_case(form.email.data)
         address = throttle.client_key(request.remote_addr)
         # counted before the check, so attempts made at once cannot all be checked
         attempt = throttle.reserve(email, address)
@@ -53,6 +63,7 @@ def signin():
         spaced = 0 if wait else throttle.seconds_slowed(email, address, attempt)
         if wait or spaced:
             throttle.release(attempt)  # refused unchecked: not a failure
+            _refused(VIA_PASSWORD, THROTTLED, email)
         if wait:
             minutes = max(1, (wait + 59) // 60)
             form.form_errors.append(
@@ -67,25 +78,32 @@ def signin():
             status, retry_after = 429, spaced
         else:
             user = db.session.scalar(select(User).where(User.email == email))
-            if user is not None and user.check_password(form.password.data):
-                throttle.clear_failures(email, address)
-                if mode == "admins" and user.role != "admin":
-                    _refused(VIA_PASSWORD, "password sign-in is for admins", email)
-                    form.form_errors.append("Password sign-in is kept for local admins here. "
-                                            "Sign in with your company account.")
-                    return _signin_page(form, target, 403)
-                start_session(user)
-                current_app.logger.info("sign-in: %s (%s)", user.email, user.role)
-                return redirect(target if is_safe_next(target) else url_for("billing.dashboard"))
+            right = user is not None and user.check_password(form.password.data)
             if user is None:
                 # same work as a real check, so timing does not reveal who has an account
                 check_password_hash(DUMMY_HASH, form.password.data)
+            if right and (mode == "on" or _local_admin(user)):
+                throttle.clear_failures(email, address)
+                try:  # on the trail first: a sign-in it cannot record does not happen
+                    trail.signed_in(user.email, user.role, VIA_PASSWORD)
+                except trail.TrailUnavailable as exc:
+                    return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
+                start_session(user, via=VIA_PASSWORD)
+                current_app.logger.info("sign-in: %s (%s)", user.email, user.role)
+                return redirect(target if is_safe_next(target) else url_for("billing.dashboard"))
             # the attempt's row, written before the check, stays as its failure
-            form.form_errors.append(GENERIC_FAILURE)
+            _refused(VIA_PASSWORD, NOT_LOCAL_ADMIN if right else WRONG, email)
+            form.form_errors.append(failure)
             status = 401
     elif request.method == "POST":
         status = 400
     return _signin_page(form, target, status, retry_after)
+
+
+def _local_admin(user: User) -> bool:
+    """An admin of ours, not one the identity provider vouches for: the break-glass
+    account ``PASSWORD_SIGNIN=admins`` keeps."""
+    return user.role == "admin" and not user.uses_sso
 
 
 def _signin_page(form, target, status, retry_after=None):
@@ -98,12 +116,17 @@ def _signin_page(form, target, status, retry_after=None):
         {"Retry-After": str(retry_after)} if retry_after else {}
 
 
-def _refused(via: str, reason: str, email=None, detail=None):
-    """Put a refused sign-in on the trail, folded with others like it from this
-    address this minute. Raises ``TrailUnavailable``."""
-    trail.sign_in_refused(email=(email or "").strip().lower()[:254] or None, via=via,
-                          reason=reason, address=throttle.client_key(request.remote_addr),
-                          minute=int(app_clock().now().timestamp() // 60), detail=detail)
+def _refused(via: str, reason: str, email=None, detail=None) -> None:
+    """Fold a refused sign-in into its row on the trail (one a way in, reason, address
+    and minute). Best effort: the refusal stands when the trail cannot take it (a
+    password failure is counted for throttling all the same)."""
+    try:
+        trail.sign_in_refused(email=fold_case(email)[:254] or None, via=via,
+                              reason=reason, address=throttle.client_key(request.remote_addr),
+                              minute=int(app_clock().time()) // 60, detail=detail)
+    except trail.TrailUnavailable:
+        current_app.logger.warning("a refused sign-in (%s) could not be put on the trail",
+                                   reason)
 
 
 @bp.get("/signin/sso")
@@ -115,11 +138,10 @@ def sso_start():
         return redirect(url_for("billing.dashboard"))
     target = request.args.get("next")
     try:
-        address = sso.authorization_url(_public_url("auth.sso_callback"))
+        address = sso.authorization_url(_public_url("auth.sso_callback"),
+                                        target if is_safe_next(target) else None)
     except SignInRefused as exc:
         return _sso_refused(exc)
-    if is_safe_next(target):
-        session[SSO_NEXT] = target
     return redirect(address)
 
 
@@ -138,15 +160,24 @@ def sso_callback():
     why not), start our session."""
     if not sso.enabled():
         return render_error(404)
-    target = session.pop(SSO_NEXT, None)
+    address = throttle.client_key(request.remote_addr)
+    if wait := throttle.seconds_blocked_sso(address):
+        # each callback costs the provider a code exchange: an address that keeps
+        # failing waits, as it would at the password form
+        return render_error(429, "Too many failed sign-ins",
+                            "Too many sign-ins from here did not go through. Try again later.",
+                            retry_after=wait)
     try:
-        identity, id_token = sso.finish()
-        user = admit(identity, Policy.from_config(current_app.config))
+        identity, id_token, target = sso.finish()
+        user = admit(identity, Policy.from_config(current_app.config), app_clock().now())
     except SignInRefused as exc:
+        throttle.reserve(throttle.SSO, address)  # stays as a failure
         return _sso_refused(exc)
-    start_session(user, via=VIA_SSO)
-    session[SSO_ID_TOKEN] = id_token
-    trail.signed_in(user.email, user.role, VIA_SSO)
+    try:  # on the trail first: a sign-in it cannot record does not happen
+        trail.signed_in(user.email, user.role, VIA_SSO)
+    except trail.TrailUnavailable as exc:
+        return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
+    start_session(user, via=VIA_SSO, id_token=id_token)
     current_app.logger.info("sign-in through SSO: %s (%s)", user.email, user.role)
     return redirect(target if is_safe_next(target) else url_for("billing.dashboard"))
 
@@ -170,13 +201,18 @@ def login():
 
 @bp.post("/signout")
 def signout():
-    """End our session; one that came in through the provider ends there too, when it
-    says how (its end-session endpoint)."""
-    user = current_user if current_user.is_authenticated else None
-    id_token = session.get(SSO_ID_TOKEN)
-    via = getattr(user, "via", None)
-    end_session(user)
-    if user is not None and via == VIA_SSO and sso.enabled():
+    """End our session (on the trail, best effort: signing out never waits on it); one
+    that came in through the provider ends there too, when it says how (its
+    end-session endpoint)."""
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    id_token = end_session(user)
+    if user is None:
+        return redirect(url_for("auth.signin"))
+    try:
+        trail.signed_out(user.email, user.role, user.via)
+    except trail.TrailUnavailable:
+        current_app.logger.warning("a sign-out could not be put on the trail")
+    if user.via == VIA_SSO and sso.enabled():
         there = sso.logout_url(id_token, _public_url("auth.signin"))
         if there:
             return redirect(there, 303)

@@ -64,6 +64,25 @@ def set_role(email, role):
                    "their next sign-in there sets it again.")
 
 
+@users_cli.command("set-password")
+@click.argument("email")
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True,
+              help="prompted for when omitted; at least 12 characters, not a common one")
+def set_password(email, password):
+    """Give EMAIL a new password and sign them out everywhere (also the way back in for
+    a user who signs in through single sign-on, when the provider is down)."""
+    try:
+        sso_only = not service.find(email).has_password
+        ended = service.set_password(email, password, actor=COMMAND_LINE, first=True)
+    except service.UserError as exc:
+        _fail(exc)
+    email = service.fold_case(email)
+    click.echo(f"New password set for {email}; {ended} session{'' if ended == 1 else 's'} "
+               "ended." + (f" {email} signed in only through single sign-on until now: this "
+                           "password is a second way in (while PASSWORD_SIGNIN lets them "
+                           "use it)." if sso_only else ""))
+
+
 @users_cli.command("delete")
 @click.argument("email")
 def delete(email):
@@ -72,4 +91,4 @@ def delete(email):
         service.delete_user(email, actor=COMMAND_LINE)
     except service.UserError as exc:
         _fail(exc)
-    click.echo(f"Deleted {email.strip().lower()}.")
+    click.echo(f"Deleted {service.fold_case(email)}.")

@@ -18,6 +18,9 @@ from ..database import UNAVAILABLE, busy, mark_busy
 from ..extensions import db, login_manager
 from ..models import VIA_PASSWORD, User, UserSession, role_can
 
+#: the longest ID token kept for signing out at the provider (a longer one is not kept:
+#: the provider then asks the person to confirm)
+ID_TOKEN_MAX = 16_384
 #: a session's last_seen_at is written at most this often (less with a short idle limit)
 TOUCH_EVERY = timedelta(seconds=60)
 
@@ -119,13 +122,17 @@ def _aware(when):
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
-def start_session(user: User, via: str = VIA_PASSWORD):
+def start_session(user: User, via: str = VIA_PASSWORD, id_token: str | None = None):
     """Sign ``user`` in with a brand-new session (old cookie contents are dropped), which
-    came in ``via`` (``models.VIA_PASSWORD`` or ``VIA_SSO``); past
+    came in ``via`` (``models.VIA_PASSWORD`` or ``VIA_SSO``, with the provider's
+    ``id_token`` for signing out there: kept here, not in the cookie, which a token
+    listing many groups would push past what a browser keeps); past
     ``SESSION_MAX_PER_USER`` live sessions, their oldest are ended."""
     session.clear()
     now = app_clock().now()
-    record = UserSession(user_id=user.id, created_at=now, last_seen_at=now, via=via)
+    record = UserSession(user_id=user.id, created_at=now, last_seen_at=now, via=via,
+                         id_token=id_token if id_token and len(id_token) <= ID_TOKEN_MAX
+                         else None)
     db.session.add(record)
     db.session.flush()
     keep = select(UserSession.id).where(UserSession.user_id == user.id).order_by(
@@ -151,10 +158,15 @@ def purge_expired(now) -> int:
     return gone
 
 
-def end_session(user):
-    """Revoke the current session record and clear the cookie."""
+def end_session(user) -> str | None:
+    """Revoke the current session record and clear the cookie. Returns the ID token the
+    session came in with through the provider (None for a password session)."""
+    id_token = None
     if user is not None and getattr(user, "current_session_id", None):
-        db.session.execute(delete(UserSession).where(UserSession.id == user.current_session_id))
+        id_token = db.session.execute(
+            delete(UserSession).where(UserSession.id == user.current_session_id)
+            .returning(UserSession.id_token)).scalar()
         db.session.commit()
     logout_user()
     session.clear()
+    return id_token

@@ -12,11 +12,12 @@ seen. Each refusal is a ``SignInRefused`` that says why in a short phrase
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import trail
+from . import tokens, trail
 from .users import UserError, change_keeping_an_admin, check_role, normalise_email
 from ..extensions import db
 from ..models import User, UserSession
@@ -35,9 +36,12 @@ class SignInRefused(Exception):
     ``detail``: what the trail should add (the groups seen)."""
 
     def __init__(self, reason: str, message: str, *, email: str | None = None,
-                 detail: str | None = None):
+                 detail: str | None = None, shuts_out: bool = False):
         super().__init__(message)
         self.reason, self.message, self.email, self.detail = reason, message, email, detail
+        #: the provider no longer lets this person in: a user already linked to them
+        #: loses their sessions and tokens here too
+        self.shuts_out = shuts_out
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,14 @@ class Policy:
 
 
 def groups_from(claims: dict, claim: str) -> tuple[str, ...]:
-    """The groups in ``claims[claim]`` (a dotted path such as ``realm_access.roles``
-    reaches into nested claims): a list of names, or one name; anything else is none."""
-    value = claims
-    for part in claim.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    """The groups in ``claims[claim]`` (failing that, a dotted path such as
+    ``realm_access.roles`` reaches into nested claims): a list of names, or one name;
+    anything else is none."""
+    value = claims.get(claim)  # a namespaced claim (https://example.com/groups) as it is
+    if value is None:
+        value = claims
+        for part in claim.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)):
@@ -97,19 +104,19 @@ def _groups_note(groups) -> str:
     return f"groups: {shown}{more}"
 
 
-def admit(identity: Identity, policy: Policy) -> User:
+def admit(identity: Identity, policy: Policy, now: datetime) -> User:
     """The user ``identity`` signs in as, created, linked or given a new role as the
     policy says (each change committed with its audit row). Raises ``SignInRefused``;
     ``TrailUnavailable`` when the change could not be recorded."""
     try:
-        return _admit(identity, policy)
+        return _admit(identity, policy, now)
     except IntegrityError:
         # the same person's first sign-in in two tabs at once: the other made the row
         db.session.rollback()
-        return _admit(identity, policy)
+        return _admit(identity, policy, now)
 
 
-def _admit(identity: Identity, policy: Policy) -> User:
+def _admit(identity: Identity, policy: Policy, now: datetime) -> User:
     email = _email(identity)
     note = _groups_note(identity.groups)
     user = db.session.scalar(select(User).where(User.oidc_issuer == identity.issuer,
@@ -117,14 +124,14 @@ def _admit(identity: Identity, policy: Policy) -> User:
     try:
         _check_domain(identity, email, policy, note)
         role = _role(identity, email, policy, note)
+        if user is None:
+            return _link_or_create(identity, email, role, policy, note)
+        if role is not None and role != user.role:
+            _follow_groups(user, role, note)
     except SignInRefused as refusal:
-        if user is not None:
-            _shut_out(user, refusal)
+        if user is not None and refusal.shuts_out:
+            _shut_out(user, refusal, now)
         raise
-    if user is None:
-        user = _link_or_create(identity, email, role, policy, note)
-    elif role is not None and role != user.role:
-        _follow_groups(user, role, note)
     return user
 
 
@@ -137,18 +144,23 @@ def _role(identity, email, policy, note) -> str | None:
     if role is None:
         raise SignInRefused("in no mapped group",
                             "Your company account is in none of the groups that give access "
-                            f"to this dashboard. {ASK_AN_ADMIN}", email=email, detail=note)
+                            f"to this dashboard. {ASK_AN_ADMIN}", email=email, detail=note,
+                            shuts_out=True)
     return role
 
 
-def _shut_out(user: User, refusal: SignInRefused):
+def _shut_out(user: User, refusal: SignInRefused, now: datetime):
     """The provider no longer lets ``user`` in (no mapped group, a domain no longer
-    allowed): their sessions here end too, rather than live on with the old role."""
+    allowed, groups that no longer make the last admin one): their sessions and
+    personal API tokens end too, rather than live on with the old role."""
     ended = db.session.execute(delete(UserSession).where(UserSession.user_id == user.id)
                                ).rowcount
-    db.session.commit()
-    if ended:
-        refusal.detail = f"{refusal.detail}; their {ended} open session(s) ended"
+    revoked = tokens.revoke_personal(user.id, actor=SSO_ACTOR, now=now)
+    trail.commit()
+    gone = [f"{n} {what}" for n, what in ((ended, "open session(s) ended"),
+                                          (revoked, "personal API token(s) revoked")) if n]
+    if gone:
+        refusal.detail = f"{refusal.detail}; {', '.join(gone)}"
 
 
 def _email(identity: Identity) -> str | None:
@@ -168,7 +180,8 @@ def _check_domain(identity, email, policy, note):
     if (email.rpartition("@")[2] if email else None) not in policy.allowed_domains:
         raise SignInRefused("email domain not allowed",
                             f"This dashboard is for {allowed} accounts, and your company "
-                            f"account is not one. {ASK_AN_ADMIN}", email=email, detail=note)
+                            f"account is not one. {ASK_AN_ADMIN}", email=email, detail=note,
+                            shuts_out=True)
     if not identity.email_verified:  # an unverified address proves no domain
         raise SignInRefused("email not verified",
                             f"This dashboard is for {allowed} accounts, and your identity "
@@ -178,12 +191,19 @@ def _check_domain(identity, email, policy, note):
 
 def _link_or_create(identity, email, role, policy, note) -> User:
     """A first sign-in: link the user an admin added (or, when allowed, a password
-    user) by a verified email, or create one. Raises ``SignInRefused``."""
+    user) by a verified email, or create one. Raises ``SignInRefused``; the same one
+    for every unverified email, whoever has it here (no one learns who has an account).
+    Raises ``IntegrityError`` when another first sign-in made the row a moment ago."""
     if email is None:
         raise SignInRefused("no email from the provider",
                             "Your identity provider did not say your email address, which "
                             f"this dashboard needs to know who you are. {ASK_AN_ADMIN}",
                             detail=note)
+    if not identity.email_verified:
+        raise SignInRefused("email not verified",
+                            f"Your identity provider has not verified {email}, so this "
+                            f"dashboard cannot tell it is yours. {ASK_AN_ADMIN}",
+                            email=email, detail=note)
     existing = db.session.scalar(select(User).where(User.email == email))
     if existing is not None:
         return _link(existing, identity, role, policy, note)
@@ -194,6 +214,7 @@ def _link_or_create(identity, email, role, policy, note) -> User:
     user = User(email=email, role=check_role(role or "viewer"), password_hash=None,
                 oidc_issuer=identity.issuer, oidc_subject=identity.subject)
     db.session.add(user)
+    db.session.flush()  # IntegrityError here, not as the trail's busy page
     trail.stage(trail.USER_ADDED, "done", actor=SSO_ACTOR, subject=email, role_to=user.role,
                 detail=f"First sign-in through SSO; {note}.")
     trail.commit()
@@ -201,37 +222,42 @@ def _link_or_create(identity, email, role, policy, note) -> User:
 
 
 def _link(user: User, identity, role, policy, note) -> User:
-    """Link ``user`` to ``identity``, or raise ``SignInRefused`` saying why not."""
+    """Link ``user`` to ``identity`` (a verified email matched), or raise
+    ``SignInRefused`` saying why not. A user who had a password loses it: from now on
+    the provider decides whether they get in."""
     if user.uses_sso:
-        raise SignInRefused("email belongs to another SSO identity",
-                            f"{user.email} is already linked to a different company account. "
-                            f"{ASK_AN_ADMIN}", email=user.email, detail=note)
-    if not identity.email_verified:
-        raise SignInRefused("email not verified",
-                            f"Your identity provider has not verified {user.email}, so this "
-                            "sign-in cannot be matched to the dashboard account with that "
-                            f"email. {ASK_AN_ADMIN}", email=user.email, detail=note)
+        raise _taken(user, note)
     if user.has_password and not policy.link_by_email:
         raise SignInRefused("password user, linking off",
                             f"{user.email} signs in here with a password. To use your company "
                             f"account instead, ask a dashboard admin to switch linking on "
                             "(OIDC_LINK_BY_EMAIL).", email=user.email, detail=note)
+    had_password = user.has_password
     claimed = db.session.execute(
         update(User).where(User.id == user.id, User.oidc_subject.is_(None))
-        .values(oidc_issuer=identity.issuer, oidc_subject=identity.subject)
+        .values(oidc_issuer=identity.issuer, oidc_subject=identity.subject,
+                password_hash=None)
         .execution_options(synchronize_session=False)).rowcount
-    if claimed != 1:  # another first sign-in took it a moment ago
+    if claimed != 1:  # another first sign-in took it a moment ago: this one, or another
         db.session.rollback()
-        raise SignInRefused("email belongs to another SSO identity",
-                            f"{user.email} is already linked to a different company account. "
-                            f"{ASK_AN_ADMIN}", email=user.email, detail=note)
-    trail.stage(trail.SSO_LINKED, "done", actor=SSO_ACTOR, subject=user.email,
-                detail=f"Linked by verified email; {note}.")
-    trail.commit()
-    db.session.refresh(user)
+        db.session.refresh(user)
+        if (user.oidc_issuer, user.oidc_subject) != (identity.issuer, identity.subject):
+            raise _taken(user, note)
+    else:
+        removed = "; its password removed" if had_password else ""
+        trail.stage(trail.SSO_LINKED, "done", actor=SSO_ACTOR, subject=user.email,
+                    detail=f"Linked by verified email{removed}; {note}.")
+        trail.commit()
+        db.session.refresh(user)
     if role is not None and role != user.role:
         _follow_groups(user, role, note)
     return user
+
+
+def _taken(user: User, note: str) -> SignInRefused:
+    return SignInRefused("email belongs to another SSO identity",
+                         f"{user.email} is already linked to a different company account. "
+                         f"{ASK_AN_ADMIN}", email=user.email, detail=note)
 
 
 def _follow_groups(user: User, role: str, note: str):
@@ -247,7 +273,7 @@ def _follow_groups(user: User, role: str, note: str):
             "last admin would be demoted",
             "Your groups no longer make you an admin, but you are this dashboard's last "
             "admin: another admin must be made first (flask users set-role).",
-            email=user.email, detail=note) from None
+            email=user.email, detail=note, shuts_out=True) from None
     trail.stage(trail.ROLE_CHANGED, "done", actor=SSO_ACTOR, subject=user.email,
                 role_from=before, role_to=role, detail=f"Set by SSO groups at sign-in; {note}.")
     trail.commit()

@@ -227,6 +227,19 @@ def revoke(token: ApiToken, *, actor: tuple[str, str], now: datetime) -> bool:
     return True
 
 
+def revoke_personal(user_id: int, *, actor: tuple[str, str], now: datetime) -> int:
+    """Revoke every live personal token of user ``user_id`` (a team token outlives its
+    maker), each on the trail; the caller commits. Returns how many."""
+    live = db.session.scalars(select(ApiToken).where(
+        ApiToken.owner_id == user_id, ApiToken.team.is_(False),
+        ApiToken.revoked_at.is_(None))).all()
+    for token in live:
+        token.revoked_at, token.revoked_by = now, actor[0]
+        trail.stage(trail.TOKEN_REVOKED, "revoked", actor=actor, subject=token.owner_email,
+                    detail=_described(token))
+    return len(live)
+
+
 def may_revoke(token: ApiToken, user_id: int, role: str) -> bool:
     """An admin may revoke any token; anyone else their own personal ones."""
     return role_can(role, "users") or (not token.team and token.owner_id == user_id)

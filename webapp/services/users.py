@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import re
+import string
+import unicodedata
 
 from sqlalchemy import bindparam, delete, func, select, update
 from werkzeug.security import generate_password_hash
@@ -17,6 +19,9 @@ from ..settings import ZXCVBN_LOCK
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+#: format, private-use, unassigned and surrogate code points: nothing a reader sees
+_INVISIBLE = {"Cf", "Co", "Cn", "Cs"}
 DEMO_USERS = (("admin@demo.test", "admin"), ("finance@demo.test", "finance"),
               ("viewer@demo.test", "viewer"))
 DEMO_PASSWORD = "demo"
@@ -31,10 +36,24 @@ class UserError(ValueError):
     """A user change that cannot be made; the message says why."""
 
 
+class WrongPassword(UserError):
+    """The current password given to change one's own is not the current password."""
+
+
+def fold_case(email: str) -> str:
+    """``email`` trimmed, its ASCII letters in lower case and nothing else changed: full
+    Unicode lowering would make the Kelvin sign's ``\u212aate@`` the same address as
+    ``kate@``, letting one person's verified address claim another's account."""
+    return (email or "").strip().translate(_ASCII_LOWER)
+
+
 def normalise_email(email: str) -> str:
-    """The stored form of ``email``. Raises ``UserError`` when it is not an email address."""
-    email = (email or "").strip().lower()
-    if len(email) > 254 or not _EMAIL.fullmatch(email) or has_control_characters(email):
+    """The stored form of ``email`` (``fold_case``). Raises ``UserError`` when it is not
+    an email address, or holds an invisible character (a zero-width space, a direction
+    mark) that would make it look like another."""
+    email = fold_case(email)
+    if len(email) > 254 or not _EMAIL.fullmatch(email) or has_control_characters(email) \
+            or any(unicodedata.category(c) in _INVISIBLE for c in email):
         shown = "".join(c if c.isprintable() else "?" for c in email[:80])
         raise UserError(f"“{shown}” is not a valid email address.")
     return email
@@ -71,7 +90,7 @@ def password_problem(password: str | None) -> str | None:
 def find(email: str) -> User:
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
-        raise UserError(f"No user with email {email.strip().lower()}.")
+        raise UserError(f"No user with email {fold_case(email)}.")
     return user
 
 
@@ -152,6 +171,51 @@ def delete_user(email, *, actor=None):
                              .execution_options(synchronize_session=False), "removed")
     audit.stage(audit.USER_REMOVED, "done", actor=actor, subject=email, role_from=role)
     db.session.commit()
+
+
+def change_own_password(user_id: int, session_id: str, current: str, new: str) -> int:
+    """The signed-in user (``user_id``, in session ``session_id``) changes their own
+    password: ``current`` must be it, ``new`` must keep the rule and differ from it.
+    Every other session of theirs ends (the one they changed it from stays). Returns
+    how many ended. Raises ``WrongPassword`` (checked first), ``UserError``."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.check_password(current or ""):
+        raise WrongPassword("That is not your current password.")
+    if new == current:
+        raise UserError("The new password is the same as the current one: choose another.")
+    return set_password(user.email, new, actor=(user.email, user.role), keep_session=session_id)
+
+
+def set_password(email, password, *, actor=None, keep_session: str | None = None,
+                 first: bool = False) -> int:
+    """Give ``email`` the password ``password`` and end their sessions, all of them or
+    all but ``keep_session``; on the audit trail as done by ``actor`` (the signed-in
+    user when None). Returns how many sessions ended. A user who signs in only through
+    single sign-on gets a password only with ``first`` (the command line's break-glass
+    way in). Raises ``UserError`` (the password rule, a demo account, no such user)."""
+    user = find(email)
+    if user.is_demo:
+        raise UserError(f"{user.email} is a demo account: its password stays the published "
+                        f"one, “{DEMO_PASSWORD}”, so that everyone can try the sandbox.")
+    was_sso_only = not user.has_password
+    if was_sso_only and not first:
+        raise UserError(f"{user.email} signs in through single sign-on and has no password "
+                        "here: giving them one would open a way in that the identity provider "
+                        "does not control. If they cannot get in through it, an operator can "
+                        "run flask users set-password.")
+    if problem := password_problem(password):
+        raise UserError(problem)
+    user.set_password(password)
+    ending = delete(UserSession).where(UserSession.user_id == user.id)
+    if keep_session is not None:
+        ending = ending.where(UserSession.id != keep_session)
+    ended = db.session.execute(ending).rowcount
+    sessions = f"{ended} {'other ' if keep_session else ''}session{'' if ended == 1 else 's'} ended"
+    audit.stage(audit.PASSWORD_CHANGED, "done", actor=actor, subject=user.email,
+                detail=f"{sessions}; first password (single sign-on only until now)."
+                if was_sso_only else f"{sessions}.")
+    db.session.commit()
+    return ended
 
 
 def admin_count() -> int:

@@ -1,7 +1,7 @@
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, SubmitField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from ..models import ROLES
 from ..services.users import password_problem
@@ -36,3 +36,14 @@ class DeleteForm(FlaskForm):
     #: the email the admin saw on the confirmation page: a post for another user fails
     confirm = HiddenField()
     submit = SubmitField("Remove")
+
+
+class SetPasswordForm(FlaskForm):
+    """An admin sets someone else's password (their own is changed on the Password page)."""
+    password = PasswordField("New password", validators=[_password_rule],
+                             render_kw={"autocomplete": "new-password"})
+    repeat = PasswordField("Repeat the new password", validators=[
+        DataRequired("Enter the new password again."),
+        EqualTo("password", "The two passwords differ: type the same one twice.")],
+        render_kw={"autocomplete": "new-password"})
+    submit = SubmitField("Set password")

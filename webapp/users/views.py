@@ -1,11 +1,11 @@
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..extensions import db
 from ..models import User
 from ..services import users as service
 from ..security import permission_required
-from .forms import DeleteForm, NewUserForm, RoleForm
+from .forms import DeleteForm, NewUserForm, RoleForm, SetPasswordForm
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -103,11 +103,50 @@ def remove(user_id):
         # not confirmed on the question page (or for someone else): ask there
         flash(f"Confirm that you want to remove {user.email}.", "info")
         return redirect(url_for("users.confirm_remove", user_id=user.id), 303)
-    email = user.email  # the row is gone after the delete
+    email, through_sso = user.email, user.uses_sso  # the row is gone after the delete
     try:
         service.delete_user(email)
     except service.UserError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Removed {email}.", "success")
+        again = " They can sign in again through SSO (a first sign-in adds them): remove " \
+            "them at the identity provider, or from its groups that give access." \
+            if through_sso and current_app.config["OIDC_ALLOW_SIGNUP"] else ""
+        flash(f"Removed {email}.{again}", "success")
     return redirect(url_for("users.index"))
+
+
+def _password_page(user, form, status=200):
+    """The page; for a demo account or a single sign-on user it says why there is no form
+    (the command line can give such a user a password: ``flask users set-password``)."""
+    return render_template("users/password.html", user=user, form=form,
+                           sso_only=not user.has_password), status
+
+
+@bp.route(f"/<{ROW_ID}:user_id>/password", methods=["GET", "POST"])
+@permission_required("users")
+def password(user_id):
+    """Set a new password for someone else (who forgot theirs, or whose was seen); an
+    admin's own is changed where everyone's is, which asks for the current one."""
+    if user_id == current_user.id:
+        flash("Change your own password on the Password page: it asks for your current one.",
+              "info")
+        return redirect(url_for("password.show"))
+    user = _other_user(user_id)
+    if user is None:
+        return redirect(url_for("users.index"))
+    if request.method == "GET":
+        return _password_page(user, SetPasswordForm(formdata=None))
+    form = SetPasswordForm()
+    if user.is_demo or not user.has_password:
+        return _password_page(user, form, 403)  # the page says why; it has no form
+    if not form.validate():
+        return _password_page(user, form, 422)
+    try:
+        ended = service.set_password(user.email, form.password.data)
+    except service.UserError as exc:
+        form.password.errors.append(str(exc))
+        return _password_page(user, form, 422)
+    flash(f"New password set for {user.email}; {ended} session{'s' if ended != 1 else ''} "
+          "of theirs ended.", "success")
+    return redirect(url_for("users.index"), 303)

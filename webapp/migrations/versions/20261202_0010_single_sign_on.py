@@ -1,6 +1,7 @@
 """Sign-in through the company's identity provider: a user's identity there (issuer and
 subject, never the email alone), users without a password of ours (they sign in
-only through the provider), and the way each session came in (password or SSO).
+only through the provider), and the way each session came in (password or SSO) with the ID token its sign-out at the
+provider takes.
 
 Revision ID: 0010
 Revises: 0009
@@ -24,11 +25,16 @@ def upgrade():
     with op.batch_alter_table("user_sessions") as sessions:
         sessions.add_column(sa.Column("via", sa.String(16), nullable=False,
                                       server_default="password"))
+        sessions.add_column(sa.Column("id_token", sa.Text(), nullable=True))
 
 
 def downgrade():
     with op.batch_alter_table("user_sessions") as sessions:
+        sessions.drop_column("id_token")
         sessions.drop_column("via")
+    # a user without a password (single sign-on only) gets one nobody knows: the column
+    # goes back to NOT NULL, and such a user cannot sign in until given one
+    op.execute("UPDATE users SET password_hash = '!' WHERE password_hash IS NULL")
     with op.batch_alter_table("users") as users:
         users.drop_constraint("uq_users_oidc_identity", type_="unique")
         users.drop_column("oidc_subject")

@@ -296,7 +296,7 @@ def test_sign_in_and_sign_out_are_on_the_trail_with_the_way_in(app, ana):
     signed_in, = _rows(app, SIGNED_IN)
     signed_out, = _rows(app, SIGNED_OUT)
     assert (signed_in.user_email, signed_in.user_role, signed_in.detail) == (
-        ANA, "viewer", "password")
+        ANA, "viewer", "password from 127.0.0.1")
     assert (signed_out.user_email, signed_out.user_role, signed_out.detail) == (
         ANA, "viewer", "password")
 
@@ -416,3 +416,31 @@ def test_a_session_keeps_the_way_it_came_in(app, ana):
         start_session(db.session.get(User, ana), via=VIA_SSO)
         assert current_user.via == VIA_SSO
         assert UserSession.query.filter_by(user_id=ana).one().via == VIA_SSO
+
+
+def test_a_copy_of_the_cookie_is_worth_nothing_after_a_password_change(app, ana):
+    here = _signed_in(app)
+    stolen = app.test_client()
+    stolen.set_cookie("giga_session", here.get_cookie("giga_session").value)
+    assert stolen.get("/billing").status_code == 200
+    _change(here)
+    assert stolen.get("/billing").status_code == 302  # to sign-in
+    assert here.get("/billing").status_code == 200  # the person who changed it stays in
+
+
+def test_switching_password_sign_in_off_ends_the_password_sessions_already_open(
+        tmp_path, sandbox, oidc):
+    from .conftest import sso_settings
+
+    before = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(oidc))
+    finance, admin = before.test_client(), before.test_client()
+    AuthActions(finance).login("finance")
+    AuthActions(admin).login("admin")
+    after = make_app(tmp_path, SANDBOX=sandbox, SECRET_KEY=before.config["SECRET_KEY"],
+                     **sso_settings(oidc, PASSWORD_SIGNIN="admins"))
+    cookies = {c: c.get_cookie("giga_session").value for c in (finance, admin)}
+    now = {c: after.test_client() for c in (finance, admin)}
+    for old, new in now.items():
+        new.set_cookie("giga_session", cookies[old])
+    assert now[finance].get("/billing").status_code == 302  # ended: not a local admin
+    assert now[admin].get("/billing").status_code == 200  # the break-glass admin stays

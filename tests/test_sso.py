@@ -95,7 +95,7 @@ def test_the_first_sign_in_creates_the_user_with_the_role_their_groups_give(sso_
     assert added.subject == "ada@example.com" and added.role_to == "finance"
     assert "billing-finance" in added.detail
     came_in, = trail(sso_app, "signed in")
-    assert (came_in.user_email, came_in.detail) == ("ada@example.com", "SSO")
+    assert (came_in.user_email, came_in.detail) == ("ada@example.com", "SSO from 127.0.0.1")
 
 
 def test_the_provider_is_asked_with_pkce_state_and_nonce(sso_app):
@@ -615,3 +615,86 @@ def test_a_namespaced_groups_claim_is_read_as_it_is(tmp_path, sandbox, oidc):
     client = app.test_client()
     sign_in(client)
     assert signed_in_as(client) == ("ada@example.com", "admin")
+
+
+def test_callbacks_nobody_started_do_not_lock_an_address_out(sso_app):
+    """A web page could make every browser behind the office's address send them."""
+    for _ in range(25):
+        refused(sso_app.test_client().get("/signin/sso/callback?state=x&code=y"), 400,
+                "could not be matched")
+    client = sso_app.test_client()
+    assert sign_in(client).status_code == 302
+    assert signed_in_as(client) == ("ada@example.com", "finance")
+
+
+def test_a_shut_out_user_loses_the_password_the_command_line_gave_them(sso_app, oidc):
+    sign_in(sso_app.test_client())
+    runner = sso_app.test_cli_runner()
+    assert runner.invoke(args=["users", "set-password", "ada@example.com", "--password",
+                               PASSWORD]).exit_code == 0
+    oidc.account = {**oidc.account, "groups": ["marketing"]}
+    refused(sign_in(sso_app.test_client()), 403, "none of the groups")
+    client = sso_app.test_client()
+    resp = client.post("/signin", data={"email": "ada@example.com", "password": PASSWORD})
+    assert resp.status_code == 401 and signed_in_as(client) is None
+    row, = [r for r in trail(sso_app, "sign-in refused") if "no mapped group" in r.outcome]
+    assert "password removed" in row.detail
+
+
+def test_with_password_sign_in_for_admins_a_local_admin_is_never_linked(
+        tmp_path, sandbox, oidc):
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(
+        oidc, PASSWORD_SIGNIN="admins", OIDC_LINK_BY_EMAIL="1"))
+    oidc.account = {**oidc.account, "email": "admin@demo.test",
+                    "groups": ["billing-admins"]}
+    refused(sign_in(app.test_client()), 403, "kept to sign in with a password")
+    admin = user(app, "admin@demo.test")
+    assert admin.has_password and not admin.uses_sso
+
+
+def test_linking_ends_the_sessions_the_password_opened(tmp_path, sandbox, oidc):
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(oidc, OIDC_LINK_BY_EMAIL="1"))
+    with app.app_context():
+        service.create_user("ada@example.com", "viewer", PASSWORD)
+    by_password = app.test_client()
+    by_password.post("/signin", data={"email": "ada@example.com", "password": PASSWORD})
+    assert signed_in_as(by_password) == ("ada@example.com", "viewer")
+    sign_in(app.test_client())
+    assert signed_in_as(by_password) is None
+
+
+def test_a_discovery_document_without_endpoints_is_a_page_and_its_fix_is_seen(
+        sso_app, oidc, monkeypatch):
+    doc = {k: v for k, v in oidc.discovery().items() if k != "authorization_endpoint"}
+    oidc.bodies["/.well-known/openid-configuration"] = __import__("json").dumps(doc).encode()
+    refused(sso_app.test_client().get("/signin/sso"), 503, "do not match")
+    del oidc.bodies["/.well-known/openid-configuration"]  # the provider is mended
+    monkeypatch.setattr("webapp.auth.sso.RECHECK_SECONDS", 0)
+    sso_app.extensions["sso_down_until"] = 0
+    client = sso_app.test_client()
+    assert sign_in(client).status_code == 302
+
+
+def test_signing_out_while_the_provider_answers_oddly_still_signs_out(sso_app, oidc):
+    client = sso_app.test_client()
+    sign_in(client)
+    oidc.bodies["/.well-known/openid-configuration"] = b"[]"
+    sso_app.extensions["sso_client"].server_metadata.pop("_loaded_at")  # a fresh process
+    resp = client.post("/signout")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/signin"
+    assert signed_in_as(client) is None
+
+
+def test_a_typed_email_is_kept_on_the_trail_without_invisible_characters(
+        tmp_path, sandbox, oidc):
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(oidc, PASSWORD_SIGNIN="off"))
+    app.test_client().post("/signin", data={"email": "bo\u202e\u200bss@example.com\x00",
+                                             "password": "x"})
+    row, = trail(app, "sign-in refused")
+    assert row.user_email == "bo??ss@example.com?"
+
+
+def test_a_sign_in_row_says_where_from(sso_app):
+    sign_in(sso_app.test_client())
+    row, = trail(sso_app, "signed in")
+    assert row.detail == "SSO from 127.0.0.1"

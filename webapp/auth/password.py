@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from ..extensions import db
 from ..models import User
 from ..services import users as service
+from ..services.sessions import renew_session
 from . import throttle
 from .forms import ChangePasswordForm
 
@@ -60,6 +61,7 @@ def change():
         form.new.errors.append(str(exc))
         return _page(form, user, 422)
     throttle.clear_failures(user.email, address)
+    renew_session(user, current_user.current_session_id, current_user.via)
     flash("Your password has been changed. You stay signed in here; " + (
         f"your {ended} other session{'s' if ended != 1 else ''} (other browsers or devices) "
         f"{'were' if ended != 1 else 'was'} signed out." if ended else

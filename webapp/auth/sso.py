@@ -41,6 +41,8 @@ ATTEMPTS_KEPT = 3
 #: the algorithms an ID token may be signed with: public-key ones only
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
               "ES512", "EdDSA")
+#: what a discovery document must name for the code flow to work at all
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
 #: the longest issuer or subject kept (the ``users`` columns)
 IDENTIFIER_MAX = 255
 #: after the provider did not answer, sign-ins are refused at once this long rather than
@@ -89,23 +91,28 @@ def _metadata() -> dict:
         log.warning("the identity provider's discovery document could not be read: %s", exc)
         raise _unreachable() from exc
     expected = app.config["OIDC_ISSUER"]
-    if not _same_issuer(metadata.get("issuer"), expected) or \
-            not isinstance(metadata.get("jwks_uri"), str):
-        log.error("the discovery document at %s names issuer %r and keys at %r", expected,
-                  metadata.get("issuer"), metadata.get("jwks_uri"))
-        raise _misconfigured()
+    if not _same_issuer(metadata.get("issuer"), expected) or not all(
+            isinstance(metadata.get(name), str) for name in ENDPOINTS):
+        log.error("the discovery document at %s names issuer %r and endpoints %r", expected,
+                  metadata.get("issuer"), {name: metadata.get(name) for name in ENDPOINTS})
+        raise _misconfigured(app)
     listed = metadata.get("id_token_signing_alg_values_supported")
     algorithms = [a for a in (listed if isinstance(listed, list) else ["RS256"])
                   if a in ASYMMETRIC]
     if not algorithms:
         log.error("the identity provider signs ID tokens only with %r", listed)
-        raise _misconfigured()
+        raise _misconfigured(app)
     # Authlib accepts what this lists: never "none" or an HMAC keyed by something public
     metadata["id_token_signing_alg_values_supported"] = algorithms
     return metadata
 
 
-def _misconfigured() -> SignInRefused:
+def _misconfigured(app) -> SignInRefused:
+    """The refusal for a discovery document we cannot use; Authlib keeps a document once
+    read, so this one is dropped (read again after ``RECHECK_SECONDS``: the provider's
+    fix is seen without a restart)."""
+    _client().server_metadata.pop("_loaded_at", None)
+    app.extensions["sso_down_until"] = time.monotonic() + RECHECK_SECONDS
     return SignInRefused("provider misconfigured",
                          "The identity provider's settings do not match this dashboard's "
                          "(OIDC_ISSUER). Tell a dashboard admin.")
@@ -131,6 +138,9 @@ def authorization_url(redirect_uri: str, next_page: str | None) -> str:
         found = client.create_authorization_url(redirect_uri)
     except requests.RequestException as exc:
         raise _unreachable() from exc
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        log.error("no sign-in address could be made from the discovery document: %r", exc)
+        raise _misconfigured(current_app._get_current_object()) from exc
     _forget_older_attempts()
     # the address itself is not kept: it would only fill the cookie
     client.save_authorize_data(redirect_uri=redirect_uri, state=found["state"],
@@ -275,11 +285,12 @@ def _words(text) -> str:
 
 def logout_url(id_token: str | None, signed_out_to: str) -> str | None:
     """Where to end the session at the provider too, when it advertises an end-session
-    endpoint on its own address (the sign-out form may redirect there); else None."""
+    endpoint on its own address (the sign-out form may redirect there); else None
+    (signed out here; the provider's session ends on its own)."""
     try:
-        metadata = _client().load_server_metadata()
-    except (requests.RequestException, ValueError):
-        return None  # signed out here; the provider's session ends on its own
+        metadata = _metadata()
+    except SignInRefused:
+        return None
     endpoint = metadata.get("end_session_endpoint")
     if not isinstance(endpoint, str) or origin(endpoint) != origin(
             current_app.config["OIDC_ISSUER"]):

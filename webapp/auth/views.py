@@ -22,6 +22,11 @@ bp = Blueprint("auth", __name__)
 BAD_REQUEST_REASONS = {"state did not match", "code refused", "ID token refused",
                        "no ID token", "userinfo for another subject", "unreadable answer"}
 UNAVAILABLE_REASONS = {"provider unreachable", "provider misconfigured"}
+#: refusals that cost the provider a code exchange, counted against the address; a
+#: callback nobody here started ("state did not match") costs nothing and counts not,
+#: so no web page can make a whole office's browsers lock it out
+COSTLY_REASONS = {"code refused", "ID token refused", "no ID token", "unreadable answer",
+                  "userinfo for another subject", "provider error"}
 
 GENERIC_FAILURE = "Wrong email or password."
 #: with ``PASSWORD_SIGNIN=admins`` every failure says the same, so the answer never tells
@@ -85,7 +90,7 @@ def signin():
             if right and (mode == "on" or _local_admin(user)):
                 throttle.clear_failures(email, address)
                 try:  # on the trail first: a sign-in it cannot record does not happen
-                    trail.signed_in(user.email, user.role, VIA_PASSWORD)
+                    trail.signed_in(user.email, user.role, VIA_PASSWORD, address)
                 except trail.TrailUnavailable as exc:
                     return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
                 start_session(user, via=VIA_PASSWORD)
@@ -160,6 +165,8 @@ def sso_callback():
     why not), start our session."""
     if not sso.enabled():
         return render_error(404)
+    if current_user.is_authenticated:  # a second tab's callback: already signed in
+        return redirect(url_for("billing.dashboard"))
     address = throttle.client_key(request.remote_addr)
     if wait := throttle.seconds_blocked_sso(address):
         # each callback costs the provider a code exchange: an address that keeps
@@ -171,10 +178,11 @@ def sso_callback():
         identity, id_token, target = sso.finish()
         user = admit(identity, Policy.from_config(current_app.config), app_clock().now())
     except SignInRefused as exc:
-        throttle.reserve(throttle.SSO, address)  # stays as a failure
+        if exc.reason in COSTLY_REASONS:
+            throttle.reserve(throttle.SSO, address)  # stays as a failure
         return _sso_refused(exc)
     try:  # on the trail first: a sign-in it cannot record does not happen
-        trail.signed_in(user.email, user.role, VIA_SSO)
+        trail.signed_in(user.email, user.role, VIA_SSO, address)
     except trail.TrailUnavailable as exc:
         return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
     start_session(user, via=VIA_SSO, id_token=id_token)

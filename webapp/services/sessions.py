@@ -95,13 +95,21 @@ def load_user(session_id):
     # last_seen_at may lag the last request by up to ``touch`` (it is written only that
     # often), so the limit allows for it: nobody active within the limit is signed out
     if now - last_seen_at > idle + touch or \
-            now - created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]):
+            now - created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]) or \
+            not password_allowed(cfg["PASSWORD_SIGNIN"], via, role):
         _write_if_possible(delete(UserSession).where(UserSession.id == sid))
         return None
     if now - last_seen_at > touch:
         _write_if_possible(update(UserSession).where(UserSession.id == sid)
                            .values(last_seen_at=now))
     return SignedInUser(user_id, email, role, sid, via)
+
+
+def password_allowed(mode: str, via: str, role: str) -> bool:
+    """Whether ``PASSWORD_SIGNIN`` (``mode``) still lets a session that came in ``via``
+    live: switched to ``off`` (or ``admins``), the password sessions it no longer
+    allows end at their next request, not 12 hours later."""
+    return via != VIA_PASSWORD or mode == "on" or (mode == "admins" and role == "admin")
 
 
 def _write_if_possible(statement) -> None:
@@ -143,6 +151,14 @@ def start_session(user: User, via: str = VIA_PASSWORD, id_token: str | None = No
     db.session.commit()
     login_user(SignedInUser(user.id, user.email, user.role, record.id, via))
     session.permanent = True
+
+
+def renew_session(user: User, old_session_id: str, via: str):
+    """Put a brand-new session (record, cookie and CSRF token) in place of
+    ``old_session_id``: after a password change a copy of the old cookie is worth
+    nothing."""
+    db.session.execute(delete(UserSession).where(UserSession.id == old_session_id))
+    start_session(user, via=via)
 
 
 def purge_expired(now) -> int:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from . import tokens, trail
 from .users import UserError, change_keeping_an_admin, check_role, normalise_email
 from ..extensions import db
-from ..models import User, UserSession
+from ..models import VIA_PASSWORD, User, UserSession
 from ..settings import ROLE_ORDER
 
 #: who the trail says made a change the provider's groups made
@@ -63,11 +63,14 @@ class Policy:
     allow_signup: bool
     allowed_domains: tuple[str, ...]
     link_by_email: bool
+    #: ``PASSWORD_SIGNIN=admins``: a local admin's account is the break-glass way in,
+    #: never linked (linking removes its password)
+    keep_local_admins: bool = False
 
     @classmethod
     def from_config(cls, cfg) -> "Policy":
         return cls(cfg["OIDC_ROLE_MAP"], cfg["OIDC_ALLOW_SIGNUP"], cfg["OIDC_ALLOWED_DOMAINS"],
-                   cfg["OIDC_LINK_BY_EMAIL"])
+                   cfg["OIDC_LINK_BY_EMAIL"], cfg["PASSWORD_SIGNIN"] == "admins")
 
 
 def groups_from(claims: dict, claim: str) -> tuple[str, ...]:
@@ -151,14 +154,19 @@ def _role(identity, email, policy, note) -> str | None:
 
 def _shut_out(user: User, refusal: SignInRefused, now: datetime):
     """The provider no longer lets ``user`` in (no mapped group, a domain no longer
-    allowed, groups that no longer make the last admin one): their sessions and
-    personal API tokens end too, rather than live on with the old role."""
+    allowed, groups that no longer make the last admin one): their sessions, personal
+    API tokens and any password (a break-glass one from ``flask users set-password``)
+    end too, rather than live on with the old role."""
     ended = db.session.execute(delete(UserSession).where(UserSession.user_id == user.id)
                                ).rowcount
     revoked = tokens.revoke_personal(user.id, actor=SSO_ACTOR, now=now)
+    had_password = db.session.execute(
+        update(User).where(User.id == user.id, User.password_hash.is_not(None))
+        .values(password_hash=None).execution_options(synchronize_session=False)).rowcount
     trail.commit()
     gone = [f"{n} {what}" for n, what in ((ended, "open session(s) ended"),
-                                          (revoked, "personal API token(s) revoked")) if n]
+                                          (revoked, "personal API token(s) revoked"),
+                                          (had_password, "password removed")) if n]
     if gone:
         refusal.detail = f"{refusal.detail}; {', '.join(gone)}"
 
@@ -227,6 +235,12 @@ def _link(user: User, identity, role, policy, note) -> User:
     the provider decides whether they get in."""
     if user.uses_sso:
         raise _taken(user, note)
+    if user.has_password and user.role == "admin" and policy.keep_local_admins:
+        raise SignInRefused("local admin kept for break-glass",
+                            f"{user.email} is a local admin here, kept to sign in with a "
+                            "password when single sign-on cannot: sign in with that password. "
+                            "To use your company account, ask another admin to add it under "
+                            "an address of its own.", email=user.email, detail=note)
     if user.has_password and not policy.link_by_email:
         raise SignInRefused("password user, linking off",
                             f"{user.email} signs in here with a password. To use your company "
@@ -244,7 +258,11 @@ def _link(user: User, identity, role, policy, note) -> User:
         if (user.oidc_issuer, user.oidc_subject) != (identity.issuer, identity.subject):
             raise _taken(user, note)
     else:
-        removed = "; its password removed" if had_password else ""
+        removed = ""
+        if had_password:  # the sessions the password opened end with it
+            gone = db.session.execute(delete(UserSession).where(
+                UserSession.user_id == user.id, UserSession.via == VIA_PASSWORD)).rowcount
+            removed = f"; its password removed, {gone} password session(s) ended"
         trail.stage(trail.SSO_LINKED, "done", actor=SSO_ACTOR, subject=user.email,
                     detail=f"Linked by verified email{removed}; {note}.")
         trail.commit()

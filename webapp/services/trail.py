@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 
 from flask_login import current_user
 from sqlalchemy import update
@@ -111,10 +112,11 @@ def count_token_refusal(key: str, *, actor, outcome: str, detail: str):
     _fold(key, TOKEN_REFUSED, outcome, who(actor), detail=detail)
 
 
-def signed_in(email: str, role: str, via: str):
-    """``email`` signed in (``via``: ``models.VIA_PASSWORD`` or ``VIA_SSO``). Raises
-    ``TrailUnavailable``."""
-    record(SIGNED_IN, "done", actor=(email, role), detail=via)
+def signed_in(email: str, role: str, via: str, address: str | None = None):
+    """``email`` signed in (``via``: ``models.VIA_PASSWORD`` or ``VIA_SSO``) from client
+    ``address``. Raises ``TrailUnavailable``."""
+    record(SIGNED_IN, "done", actor=(email, role),
+           detail=f"{via} from {address}" if address else via)
 
 
 def signed_out(email: str, role: str, via: str):
@@ -134,8 +136,18 @@ def sign_in_refused(*, email: str | None, via: str, reason: str, address: str,
     # the row's nonce: a digest, as an address and a reason may be longer than the column
     key = "signin:" + hashlib.sha256(f"{via}:{reason}:{address}:{minute}".encode()).hexdigest()
     _fold(key[:64], SIGN_IN_REFUSED,
-          f"refused: {reason}", who((email or NOBODY, "-")),
+          f"refused: {reason}", who((shown(email) or NOBODY, "-")),
           detail=" ".join(filter(None, (f"via {via} from {address}.", detail))))
+
+
+def shown(text: str | None) -> str | None:
+    """Typed text (an email someone tried) as a row may keep it: every character a
+    reader cannot see, or that could make it pass for another address (controls, NUL,
+    zero-width and direction marks), as "?"."""
+    if text is None:
+        return None
+    return "".join(c if c.isprintable() and unicodedata.category(c) not in ("Cf", "Co", "Cn")
+                   else "?" for c in text)
 
 
 def _fold(key: str, action: str, outcome: str, actor: dict, **fields):
@@ -156,7 +168,11 @@ def _fold(key: str, action: str, outcome: str, actor: dict, **fields):
         db.session.commit()
     except IntegrityError:  # another request inserted it first
         db.session.rollback()
-        db.session.execute(bump)
+        try:
+            db.session.execute(bump)
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            raise TrailUnavailable("audit row could not be written") from exc
         commit()
     except SQLAlchemyError as exc:
         db.session.rollback()

@@ -22,6 +22,8 @@ def upgrade():
         users.add_column(sa.Column("oidc_issuer", sa.String(255), nullable=True))
         users.add_column(sa.Column("oidc_subject", sa.String(255), nullable=True))
         users.create_unique_constraint("uq_users_oidc_identity", ["oidc_issuer", "oidc_subject"])
+    # back up after a downgrade: a user the downgrade gave the unusable password has none
+    op.execute("UPDATE users SET password_hash = NULL WHERE password_hash = '!'")
     with op.batch_alter_table("user_sessions") as sessions:
         sessions.add_column(sa.Column("via", sa.String(16), nullable=False,
                                       server_default="password"))
@@ -29,6 +31,8 @@ def upgrade():
 
 
 def downgrade():
+    # sessions that came in through the provider end: the schema below cannot tell them
+    op.execute("DELETE FROM user_sessions WHERE via = 'SSO'")
     with op.batch_alter_table("user_sessions") as sessions:
         sessions.drop_column("id_token")
         sessions.drop_column("via")

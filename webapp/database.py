@@ -84,6 +84,16 @@ def prepare(app, engine) -> None:
             dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KB}")
         engine.dispose()  # the connections pooled so far had the default
 
+    @event.listens_for(engine, "handle_error")
+    def a_failed_ping_is_a_dead_connection(context):
+        # psycopg may report a connection whose socket closed during the pre-ping as
+        # "can't change 'autocommit' now" (a ProgrammingError, raised while SQLAlchemy
+        # restores autocommit), which SQLAlchemy would not take for a disconnect and
+        # would hand a page as an error. A connection that fails its ping is dead:
+        # the pool replaces it, as it does one whose socket is plainly closed.
+        if context.is_pre_ping:
+            context.is_disconnect = True
+
     @event.listens_for(engine, "after_cursor_execute")
     def a_write_got_through(conn, cursor, statement, parameters, context, executemany):
         if context is not None and (context.isinsert or context.isupdate or context.isdelete):

@@ -298,7 +298,7 @@ def test_sign_in_and_sign_out_are_on_the_trail_with_the_way_in(app, ana):
     assert (signed_in.user_email, signed_in.user_role, signed_in.detail) == (
         ANA, "viewer", "password from 127.0.0.1")
     assert (signed_out.user_email, signed_out.user_role, signed_out.detail) == (
-        ANA, "viewer", "password")
+        ANA, "viewer", "password from 127.0.0.1")
 
 
 def test_a_sign_out_names_the_way_the_session_came_in(app, ana):
@@ -309,7 +309,7 @@ def test_a_sign_out_names_the_way_the_session_came_in(app, ana):
         UserSession.query.one().via = VIA_SSO
         db.session.commit()
     AuthActions(client).logout()
-    assert _rows(app, SIGNED_OUT)[0].detail == "SSO"
+    assert _rows(app, SIGNED_OUT)[0].detail == "SSO from 127.0.0.1"
     auditor = _signed_in(app, "finance@demo.test", "demo")
     page = auditor.get("/audit?action=signed+out").get_data(as_text=True)
     assert "with single sign-on" in page
@@ -444,3 +444,28 @@ def test_switching_password_sign_in_off_ends_the_password_sessions_already_open(
         new.set_cookie("giga_session", cookies[old])
     assert now[finance].get("/billing").status_code == 302  # ended: not a local admin
     assert now[admin].get("/billing").status_code == 200  # the break-glass admin stays
+
+
+def test_one_user_signing_in_and_out_over_and_over_is_one_row_a_minute_each(app, ana):
+    for _ in range(30):
+        client = _signed_in(app)
+        AuthActions(client).logout()
+    signed_in, = _rows(app, SIGNED_IN)
+    signed_out, = _rows(app, SIGNED_OUT)
+    assert signed_in.repeats == signed_out.repeats == 30
+    admin = app.test_client()
+    AuthActions(admin).login("admin")
+    page = admin.get("/audit").get_data(as_text=True)
+    assert "with password from 127.0.0.1, 30 times this minute" in page
+
+
+def test_password_changes_are_limited_per_user_before_any_costly_check(app, ana):
+    client = _signed_in(app)
+    pair = [OLD, NEW]
+    codes = [_change(client, current=pair[i % 2], new=pair[(i + 1) % 2]).status_code
+             for i in range(13)]
+    assert codes == [303] * 10 + [429] * 3
+    assert len(_rows(app, PASSWORD_CHANGED)) == 10
+    resp = _change(client, current=pair[0], new=pair[1])
+    assert "Too many password changes" in resp.get_data(as_text=True)
+    assert int(resp.headers["Retry-After"]) >= 1

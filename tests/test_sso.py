@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.models import AuditEntry, User, UserSession
@@ -698,3 +698,37 @@ def test_a_sign_in_row_says_where_from(sso_app):
     sign_in(sso_app.test_client())
     row, = trail(sso_app, "signed in")
     assert row.detail == "SSO from 127.0.0.1"
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_two_first_sign_ins_at_once_make_one_user(tmp_path, sandbox, oidc, store):
+    """The same person finishing their first sign-in in two tabs in the same moment, 50
+    times over: one user, one "user added" row, and neither tab sees a 500."""
+    import threading
+
+    from .support.postgres import emptied_postgres
+
+    more = {"DATABASE_URL": emptied_postgres()} if store == "postgresql" else {}
+    app = make_app(tmp_path, SANDBOX=sandbox, **sso_settings(oidc), **more)
+    statuses = []
+    for trial in range(50):
+        oidc.account = {**oidc.account, "sub": f"tabs-{trial}",
+                        "email": f"tabs{trial}@example.com"}
+        tabs = [app.test_client() for _ in range(2)]
+        callbacks = [at_provider(start(tab)) for tab in tabs]
+        barrier = threading.Barrier(2)
+
+        def finish(tab, callback):
+            barrier.wait()
+            statuses.append(tab.get(callback).status_code)
+
+        threads = [threading.Thread(target=finish, args=pair) for pair in zip(tabs, callbacks)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert statuses == [302] * 100, statuses
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User).where(
+            User.email.like("tabs%"))) == 50
+    assert len([r for r in trail(app, "user added") if r.subject.startswith("tabs")]) == 50

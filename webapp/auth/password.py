@@ -4,9 +4,10 @@ guess it), the new one by the rule, every other session ended."""
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from ..errors import render_too_many
 from ..extensions import db
 from ..models import User
-from ..services import users as service
+from ..services import limits, users as service
 from ..services.sessions import renew_session
 from . import throttle
 from .forms import ChangePasswordForm
@@ -38,6 +39,11 @@ def change():
     form = ChangePasswordForm()
     if user.is_demo or not user.has_password:
         return _page(form, user, 403)  # the page says why; there is no form to send
+    taken, wait = limits.take("passwords")  # before the rule's costly checks
+    if not taken:
+        return render_too_many("Too many password changes", "The password was changed several "
+                               "times in the last minute. Wait a moment and try again.", wait,
+                               back=(url_for("password.show"), "Back to Password"))
     if not form.validate():
         return _page(form, user, 422)
     address = throttle.client_key(request.remote_addr)

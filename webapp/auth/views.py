@@ -90,7 +90,7 @@ def signin():
             if right and (mode == "on" or _local_admin(user)):
                 throttle.clear_failures(email, address)
                 try:  # on the trail first: a sign-in it cannot record does not happen
-                    trail.signed_in(user.email, user.role, VIA_PASSWORD, address)
+                    trail.signed_in(user.email, user.role, VIA_PASSWORD, address, _minute())
                 except trail.TrailUnavailable as exc:
                     return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
                 start_session(user, via=VIA_PASSWORD)
@@ -121,6 +121,11 @@ def _signin_page(form, target, status, retry_after=None):
         {"Retry-After": str(retry_after)} if retry_after else {}
 
 
+def _minute() -> int:
+    """This minute, as the trail folds sign-in rows by it (whole minutes since the epoch)."""
+    return int(app_clock().time()) // 60
+
+
 def _refused(via: str, reason: str, email=None, detail=None) -> None:
     """Fold a refused sign-in into its row on the trail (one a way in, reason, address
     and minute). Best effort: the refusal stands when the trail cannot take it (a
@@ -128,7 +133,7 @@ def _refused(via: str, reason: str, email=None, detail=None) -> None:
     try:
         trail.sign_in_refused(email=fold_case(email)[:254] or None, via=via,
                               reason=reason, address=throttle.client_key(request.remote_addr),
-                              minute=int(app_clock().time()) // 60, detail=detail)
+                              minute=_minute(), detail=detail)
     except trail.TrailUnavailable:
         current_app.logger.warning("a refused sign-in (%s) could not be put on the trail",
                                    reason)
@@ -182,7 +187,7 @@ def sso_callback():
             throttle.reserve(throttle.SSO, address)  # stays as a failure
         return _sso_refused(exc)
     try:  # on the trail first: a sign-in it cannot record does not happen
-        trail.signed_in(user.email, user.role, VIA_SSO, address)
+        trail.signed_in(user.email, user.role, VIA_SSO, address, _minute())
     except trail.TrailUnavailable as exc:
         return render_store_busy(NOT_RECORDED, reason=exc.__cause__)
     start_session(user, via=VIA_SSO, id_token=id_token)
@@ -217,7 +222,8 @@ def signout():
     if user is None:
         return redirect(url_for("auth.signin"))
     try:
-        trail.signed_out(user.email, user.role, user.via)
+        trail.signed_out(user.email, user.role, user.via,
+                         throttle.client_key(request.remote_addr), _minute())
     except trail.TrailUnavailable:
         current_app.logger.warning("a sign-out could not be put on the trail")
     if user.via == VIA_SSO and sso.enabled():

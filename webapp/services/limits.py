@@ -21,7 +21,11 @@ from flask_login import current_user
 
 #: the limits, by name: how many a minute (a number, or the setting that says)
 PER_MINUTE = {"actions": "ACTIONS_PER_MINUTE", "typos": "TYPOS_PER_MINUTE", "exports": 10, "alert-test": 1,
-              "settings": 10, "tokens": 10}
+              "settings": 10, "tokens": 10,
+              # each change is a row on the trail and a password check or two (scrypt,
+              # zxcvbn): one's own password, or an admin setting someone else's; a wrong
+              # current password counts too (sign-in throttling bounds those apart)
+              "passwords": 10}
 
 
 def take(name: str) -> tuple[bool, float]:

@@ -234,6 +234,8 @@ def _link(user: User, identity, role, policy, note) -> User:
     ``SignInRefused`` saying why not. A user who had a password loses it: from now on
     the provider decides whether they get in."""
     if user.uses_sso:
+        if (user.oidc_issuer, user.oidc_subject) == (identity.issuer, identity.subject):
+            return user  # this person's other tab made the row a moment ago
         raise _taken(user, note)
     if user.has_password and user.role == "admin" and policy.keep_local_admins:
         raise SignInRefused("local admin kept for break-glass",

@@ -112,17 +112,20 @@ def count_token_refusal(key: str, *, actor, outcome: str, detail: str):
     _fold(key, TOKEN_REFUSED, outcome, who(actor), detail=detail)
 
 
-def signed_in(email: str, role: str, via: str, address: str | None = None):
+def signed_in(email: str, role: str, via: str, address: str, minute: int):
     """``email`` signed in (``via``: ``models.VIA_PASSWORD`` or ``VIA_SSO``) from client
-    ``address``. Raises ``TrailUnavailable``."""
-    record(SIGNED_IN, "done", actor=(email, role),
-           detail=f"{via} from {address}" if address else via)
+    ``address`` in ``minute`` (whole minutes since the epoch). Folded like a refusal:
+    one row a user, way in, address and minute, with a count, so a user signing in
+    over and over cannot bury the trail. Raises ``TrailUnavailable``."""
+    _fold(_key("in", email, via, address, minute), SIGNED_IN, "done", who((email, role)),
+          detail=f"{via} from {address}")
 
 
-def signed_out(email: str, role: str, via: str):
-    """``email`` signed out of a session that came in ``via``. Raises
-    ``TrailUnavailable``."""
-    record(SIGNED_OUT, "done", actor=(email, role), detail=via)
+def signed_out(email: str, role: str, via: str, address: str, minute: int):
+    """``email`` signed out of a session that came in ``via``; folded as ``signed_in``.
+    Raises ``TrailUnavailable``."""
+    _fold(_key("out", email, via, address, minute), SIGNED_OUT, "done", who((email, role)),
+          detail=f"{via} from {address}")
 
 
 def sign_in_refused(*, email: str | None, via: str, reason: str, address: str,
@@ -133,11 +136,15 @@ def sign_in_refused(*, email: str | None, via: str, reason: str, address: str,
     bury the trail. The row names the first ``email`` tried (``NOBODY`` without one);
     ``detail`` says more (the groups seen, the provider's words). Raises
     ``TrailUnavailable``."""
-    # the row's nonce: a digest, as an address and a reason may be longer than the column
-    key = "signin:" + hashlib.sha256(f"{via}:{reason}:{address}:{minute}".encode()).hexdigest()
-    _fold(key[:64], SIGN_IN_REFUSED,
+    _fold(_key("refused", via, reason, address, minute), SIGN_IN_REFUSED,
           f"refused: {reason}", who((shown(email) or NOBODY, "-")),
           detail=" ".join(filter(None, (f"via {via} from {address}.", detail))))
+
+
+def _key(*parts) -> str:
+    """A folded sign-in row's nonce: a digest of what it folds by (an email, an address
+    or a reason may be longer than the column)."""
+    return "signin:" + hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:57]
 
 
 def shown(text: str | None) -> str | None:

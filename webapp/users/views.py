@@ -1,9 +1,10 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from ..errors import render_too_many
 from ..extensions import db
 from ..models import User
-from ..services import users as service
+from ..services import limits, users as service
 from ..security import permission_required
 from .forms import DeleteForm, NewUserForm, RoleForm, SetPasswordForm
 
@@ -140,6 +141,11 @@ def password(user_id):
     form = SetPasswordForm()
     if user.is_demo or not user.has_password:
         return _password_page(user, form, 403)  # the page says why; it has no form
+    taken, wait = limits.take("passwords")  # before the rule's costly checks
+    if not taken:
+        return render_too_many("Too many passwords set", "Passwords were set several times in "
+                               "the last minute. Wait a moment and try again.", wait,
+                               back=(url_for("users.index"), "Back to Users"))
     if not form.validate():
         return _password_page(user, form, 422)
     try:

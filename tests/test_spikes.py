@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
+import pytest
 import requests
 
 from webapp.extensions import db
@@ -235,3 +236,30 @@ def test_flask_sandbox_spike_makes_a_spike_alert_arrive(own_sandbox):
     client.get("/billing")  # the same episode on the next reading: nothing new
     with app.app_context():
         assert Alert.query.filter_by(rule="spend spike").count() == 1
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_the_sandboxs_made_up_week_lets_a_spike_fire_at_any_hour(app, hour):
+    """The walk-through works at night too: the made-up week started at any hour of the
+    day, then $3 burnt in its first seconds, is a spike against a usual above zero. (The
+    seed's rounding used to leave every hour around midnight UTC at $0.00; a zero usual
+    never fires, so ``flask sandbox spike`` at night told a newcomer nothing.)"""
+    from webapp.giga.client import parse_billing
+    from webapp.sandbox.state import PERIOD, iso
+    from webapp.services.history.seed import seed
+    from webapp.services.spikes import due
+
+    now = datetime(2026, 12, 3, hour, 47, 12, tzinfo=timezone.utc)
+    start = now - timedelta(days=12)  # the sandbox's fresh account, as it is at ``now``
+
+    def reading(plan_credits):
+        return parse_billing({"billing": {
+            "plan": "starter-pro", "planCreditsRemaining": D(plan_credits),
+            "prepaidBalance": D(50), "totalBalance": D(plan_credits) + 50,
+            "currentPeriodStart": iso(start), "currentPeriodEnd": iso(start + PERIOD)}})
+
+    with app.app_context():
+        seed(reading("74.50"), D(100), now)
+        told = due(reading("71.50"), now + timedelta(seconds=3), "medium", LEAST, UTC)
+    assert [t.hour.start for t in told] == [now.replace(minute=0, second=0)]
+    assert told[0].verdict.usual > 0

@@ -56,17 +56,24 @@ def _weights(times: list[datetime]) -> list[Decimal]:
 
 def _spread(total: Decimal, times: list[datetime]) -> list[Decimal]:
     """``total`` split over ``times`` by weight, in cents, adding up exactly and never
-    below zero: each share rounded down, the cents left over going to the shares
-    that lost most to the rounding (a negative share would read as credits added)."""
+    below zero: each share is where the running total's cents stand after it less
+    where they stood before it. A share worth a fraction of a cent is then a cent
+    now and then, never always nothing: the quiet night hours of the made-up week
+    keep a usual above zero, so the spike rule has something to be above at any
+    hour (rounding each share down left every night hour at $0.00, and a newcomer's
+    ``flask sandbox spike`` at night fired nothing). A negative share would read as
+    credits added."""
     if not times:
         return []
     weights = _weights(times)
     whole = sum(weights)
-    exact = [total * w / whole for w in weights]
-    parts = [e.quantize(CENT, rounding=ROUND_DOWN) for e in exact]
-    left_over = int((total - sum(parts)) / CENT)
-    for i in sorted(range(len(parts)), key=lambda i: parts[i] - exact[i])[:left_over]:
-        parts[i] += CENT
+    parts, running, before = [], Decimal(0), Decimal(0)
+    for w in weights:
+        running += w
+        reached = (total * running / whole).quantize(CENT, rounding=ROUND_DOWN)
+        parts.append(reached - before)
+        before = reached
+    parts[-1] += total - before  # the division's last digit: the total to the cent
     return parts
 
 

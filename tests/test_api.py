@@ -5,6 +5,7 @@ add up to the page's figures; CSV with the formula guard; limits; and no upstrea
 ever."""
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -382,6 +383,24 @@ def test_audit_after_an_id_and_a_bad_cursor(client, app):
                       ("format=xml", "format")):
         answer = _get(client, f"/api/v1/audit?{bad}", token)
         assert answer.status_code == 422 and answer.json["error"]["message"].startswith(name)
+
+
+@pytest.mark.parametrize("path, kind, at", [
+    ("/api/v1/balance/history", "readings", "2026-11-03T08:50:00+00:00"),
+    ("/api/v1/audit", "audit", None),
+    ("/api/v1/checkouts", "checkouts", "2026-11-03T08:50:00+00:00")])
+@pytest.mark.parametrize("forged_id", [2**31, 2**63, 10**30, -1])
+def test_a_forged_cursor_with_an_id_out_of_range_is_a_422_not_a_500(client, path, kind, at,
+                                                                     forged_id):
+    """A cursor is base64 JSON a script can rewrite: an id no key can hold is refused
+    before it reaches the database (SQLite raised OverflowError, a 500, for 2**63)."""
+    token = _make(client, "finance", ["balance:read", "audit:read"])
+    doc = [kind, [at, forged_id] if at else [forged_id]]
+    cursor = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+    answer = _get(client, f"{path}?next_page={cursor}", token)
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert answer.json["error"]["message"].startswith("next_page: this is not a cursor")
+    assert _get(client, f"/api/v1/audit?after={2**31}", token).status_code == 422
 
 
 def test_limits_per_token_and_per_address(tmp_path, sandbox):

@@ -19,6 +19,9 @@ CENT = Decimal("0.01")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 #: how far from now a time or a day may be asked for (the history keeps far less)
 REACH = timedelta(days=3650)
+#: the ids a cursor may carry: our keys are 32-bit on PostgreSQL, and SQLite refuses more
+#: than 64 bits, so a forged larger one must be a 422 before it reaches the database
+LARGEST_ID = 2**31 - 1
 
 
 class BadParameter(ValueError):
@@ -140,6 +143,8 @@ def decode_cursor(kind: str, types: tuple) -> tuple | None:
                 raise ValueError(v)
             if t in (datetime, date):
                 within("next_page", v)
+            elif not 0 <= v <= LARGEST_ID:
+                raise ValueError(v)
         return found
     except (ValueError, TypeError, OverflowError, json.JSONDecodeError, UnicodeDecodeError):
         raise BadParameter("next_page", "this is not a cursor this list gave; pass "

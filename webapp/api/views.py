@@ -24,8 +24,8 @@ from ..services.trail import PLAN_CHANGE, TOP_UP
 from ..services.zone import display_zone
 from . import guard
 from . import schemas as doc
-from .lists import (BadParameter, day, decode_cursor, encode_cursor, instant, listing, money,
-                    refuse, rfc3339, wants_csv, whole)
+from .lists import (LARGEST_ID, BadParameter, day, decode_cursor, encode_cursor, instant,
+                    listing, money, refuse, rfc3339, wants_csv, whole)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1", description=(
     "Read-only: the balance, its history, usage by day and hour, checkouts and the audit "
@@ -166,7 +166,7 @@ def checkouts(_args):
 def audit(_args):
     """The trail in the order it was written (by id), from after after (an id a
     script saw last; 0 or none: from the first)."""
-    after = whole("after", 0, 0, 2**31 - 1)
+    after = whole("after", 0, 0, LARGEST_ID)
     query = select(AuditEntry).where(AuditEntry.id > after)
     return _entries("audit", query, (AuditEntry.id,), name="audit-trail", newest_first=False)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from webapp import create_app, prepare
+from webapp.clock import FrozenClock
 from webapp.sandbox import Sandbox
 from webapp.sandbox.server import RateLimiter
 
@@ -125,6 +126,20 @@ def own_sandbox(tmp_path, receiver):
 def app(tmp_path, sandbox):
     """The dashboard in sandbox mode against the shared sandbox, CSRF off."""
     return make_app(tmp_path, SANDBOX=sandbox)
+
+
+@pytest.fixture
+def still_clock():
+    """A clock standing at the start of the minute the test starts in. What folds "within
+    one minute" (the trail's summary rows, refusal limits) is tested on it, so a slow run
+    that straddles a minute on the wall clock cannot split a row in two."""
+    return FrozenClock(time.time() // 60 * 60)
+
+
+@pytest.fixture
+def still_app(tmp_path, sandbox, still_clock):
+    """``app`` on ``still_clock``."""
+    return make_app(tmp_path, SANDBOX=sandbox, CLOCK=still_clock)
 
 
 @pytest.fixture

@@ -315,7 +315,8 @@ def test_a_sign_out_names_the_way_the_session_came_in(app, ana):
     assert "with single sign-on" in page
 
 
-def test_refused_sign_ins_are_folded_by_reason_address_and_minute(app):
+def test_refused_sign_ins_are_folded_by_reason_address_and_minute(still_app):
+    app = still_app
     client = app.test_client()
     for email in ("finance@demo.test", "nobody@example.com", "finance@demo.test"):
         resp = client.post("/signin", data={"email": email, "password": "wrong"},
@@ -446,10 +447,15 @@ def test_switching_password_sign_in_off_ends_the_password_sessions_already_open(
     assert now[admin].get("/billing").status_code == 200  # the break-glass admin stays
 
 
-def test_one_user_signing_in_and_out_over_and_over_is_one_row_a_minute_each(app, ana):
+def test_one_user_signing_in_and_out_over_and_over_is_one_row_a_minute_each(
+        still_app, still_clock):
+    app = still_app
+    with app.app_context():
+        create_user(ANA, "viewer", OLD)
     for _ in range(30):
         client = _signed_in(app)
         AuthActions(client).logout()
+        still_clock.advance(1)  # 30 s in all: the same minute
     signed_in, = _rows(app, SIGNED_IN)
     signed_out, = _rows(app, SIGNED_OUT)
     assert signed_in.repeats == signed_out.repeats == 30
@@ -457,6 +463,9 @@ def test_one_user_signing_in_and_out_over_and_over_is_one_row_a_minute_each(app,
     AuthActions(admin).login("admin")
     page = admin.get("/audit").get_data(as_text=True)
     assert "with password from 127.0.0.1, 30 times this minute" in page
+    still_clock.advance(60)  # the next minute starts rows of its own
+    AuthActions(_signed_in(app)).logout()
+    assert [r.repeats for r in _rows(app, SIGNED_OUT)] == [30, 1]
 
 
 def test_password_changes_are_limited_per_user_before_any_costly_check(app, ana):

@@ -1,15 +1,18 @@
 """The audit trail after real actions against the sandbox, its filters and its CSV."""
 import csv
 import io
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-
+from webapp.clock import FrozenClock
 from webapp.extensions import db
 from webapp.models import AuditEntry
 from webapp.services.trail import SIGN_IN_REFUSED, SIGNED_IN, SIGNED_OUT
+
+from .conftest import AuthActions
 
 #: the rows signing in and out leave (tests/test_account_basics.py is about them)
 SIGN_INS = (SIGNED_IN, SIGNED_OUT, SIGN_IN_REFUSED)
@@ -189,8 +192,11 @@ def test_the_page_shows_plan_names_and_the_csv_keeps_ids_and_names(client, auth,
         ("starter-pro", "Starter Pro", "pro", "Pro")
 
 
-def test_refusals_past_the_limit_are_429_and_one_row_a_minute(client, auth, app, sandbox):
+def test_refusals_past_the_limit_are_429_and_one_row_a_minute(still_app, sandbox):
     """A viewer cannot bury a real top-up under refused posts."""
+    app = still_app
+    client = app.test_client()
+    auth = AuthActions(client)
     finance = app.test_client()
     finance.post("/signin", data={"email": "finance@demo.test", "password": "demo"})
     finance.post("/billing/topup", data={"amount": "777", "nonce": "r" * 24})
@@ -247,10 +253,11 @@ def test_odd_dates_are_a_field_error_not_a_crash(client, auth, app, query):
 def test_two_processes_on_one_redis_share_the_refusal_limit_and_summary_row(tmp_path, sandbox,
                                                                              redis_server):
     from webapp.gateway.redis_store import RedisStore
-    from .conftest import AuthActions, make_app
+    from .conftest import make_app
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    clock = FrozenClock(time.time() // 60 * 60)  # one minute, however slow the run
     apps = [make_app(tmp_path / str(i), SANDBOX=sandbox, STORE=RedisStore(redis_server.url),
-                     DATABASE_URL=shared) for i in range(2)]
+                     DATABASE_URL=shared, CLOCK=clock) for i in range(2)]
     clients = [app.test_client() for app in apps]
     for client in clients:
         AuthActions(client).login("viewer")

@@ -301,9 +301,11 @@ def test_a_provider_that_does_not_answer_is_a_page_not_a_500(tmp_path, sandbox):
     refused(app.test_client().get("/signin/sso"), 503, "did not answer")
 
 
-def test_refusals_from_one_place_fold_into_one_row_and_then_wait(sso_app, oidc):
+def test_refusals_from_one_place_fold_into_one_row_and_then_wait(tmp_path, sandbox, oidc,
+                                                                 still_clock):
     """Every callback costs the provider a code exchange: an address whose sign-ins keep
     failing waits (LOGIN_MAX_FAILURES_PER_ADDRESS, 20), as at the password form."""
+    sso_app = make_app(tmp_path, SANDBOX=sandbox, CLOCK=still_clock, **sso_settings(oidc))
     oidc.id_token_fault = "forged"
     for _ in range(20):
         assert sign_in(sso_app.test_client()).status_code == 400

@@ -97,3 +97,41 @@ def test_a_database_without_tables_is_never_called_busy(tmp_path, fault_server, 
     assert not [line for line in lines if "busy" in line]
     said = [line for line in lines if "no tables" in line]
     assert len(said) == 1 and "flask --app wsgi db upgrade" in said[0]
+
+
+def test_background_work_the_database_cannot_serve_waits_for_it_without_a_traceback(
+        tmp_path, fault_server, caplog):
+    """The database refusing the background worker's writes (here a held lock; under
+    gunicorn, connections ended by a restart): the task has not run, so it runs again the
+    next round rather than after its spacing, and the log says "busy" once, with no
+    traceback for an operator to chase."""
+    from webapp.database import busy
+    from webapp.extensions import db
+    from webapp.models import UserSession
+    from webapp.services.background import worker
+
+    clock = FrozenClock()
+    app = make_app(tmp_path, GIGA_API_URL=fault_server.url, GIGA_API_KEY="giga_sk_test_fault",
+                   CLOCK=clock, DATABASE_WAIT_SECONDS="1", ALERT_SEND_EVERY="3600")
+    with app.app_context():
+        create_user("finance@example.com", "finance", PASSWORD)
+    app.test_client().post("/signin", data={"email": "finance@example.com",
+                                            "password": PASSWORD})
+    clock.advance(13 * 3600)  # past SESSION_MAX_HOURS: the record is the purge's to delete
+    background = worker(app)  # its own thread sleeps an hour: the rounds here are ours
+    lock = SqliteWriteLock(app.config["SQLALCHEMY_DATABASE_URI"])
+    caplog.set_level(logging.INFO)
+    lock.take()
+    try:
+        background.run_due()
+    finally:
+        lock.release()
+    with app.app_context():
+        assert busy(app) and db.session.query(UserSession).count() == 1
+    clock.advance(1)  # the next round, long before the purge's 300 s spacing
+    background.run_due()
+    with app.app_context():
+        assert db.session.query(UserSession).count() == 0
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    said = [r.getMessage() for r in caplog.records if r.name == "webapp.database"]
+    assert len(said) == 2 and "busy (database is locked)" in said[0] and "again" in said[1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..database import missing_schema, say_schema_missing
+from ..database import mark_busy, missing_schema, say_schema_missing, unavailable
 from .alerting.deliveries import configured, deliver_due, deliveries_due
 from .checkouts.settlement import settle_kept
 from .sessions import purge_expired
@@ -55,22 +55,35 @@ class Worker:
         self._wake.set()
 
     def _run(self):
-        clock = self.app.extensions["clock"]
         while True:
             self._wake.wait(self.every)
             self._wake.clear()
-            for name, task, spacing in TASKS:
-                if clock.monotonic() - self._last_run.get(name, -spacing - 1) < spacing:
-                    continue
-                self._last_run[name] = clock.monotonic()
-                try:
-                    with self.app.app_context():
-                        task(self.app, clock.now())
-                except Exception as exc:  # the thread must outlive a bad moment of the database
-                    if missing_schema(exc):  # said once, not a traceback every few seconds
-                        say_schema_missing(self.app, exc)
-                    else:
-                        log.exception("background task %r failed; trying again shortly", name)
+            self.run_due()
+
+    def run_due(self):
+        """Run each task of ``TASKS`` whose spacing has passed, each in an app context of
+        its own; raises nothing, so the thread outlives a bad moment of the database.
+
+        A task the database could not serve (busy, restarted, connection ended) has not
+        run: it is due again next round, and the log says so once per busy spell
+        (``mark_busy``), not with a traceback each time. A database without the
+        dashboard's tables is said once too; anything else is a bug, logged whole."""
+        clock = self.app.extensions["clock"]
+        for name, task, spacing in TASKS:
+            if clock.monotonic() - self._last_run.get(name, -spacing - 1) < spacing:
+                continue
+            self._last_run[name] = clock.monotonic()
+            try:
+                with self.app.app_context():
+                    task(self.app, clock.now())
+            except Exception as exc:
+                if missing_schema(exc):
+                    say_schema_missing(self.app, exc)
+                elif unavailable(exc):
+                    del self._last_run[name]
+                    mark_busy(self.app, exc)
+                else:
+                    log.exception("background task %r failed; trying again shortly", name)
 
 
 _lock = threading.Lock()

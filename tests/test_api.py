@@ -389,11 +389,12 @@ def test_audit_after_an_id_and_a_bad_cursor(client, app):
     ("/api/v1/balance/history", "readings", "2026-11-03T08:50:00+00:00"),
     ("/api/v1/audit", "audit", None),
     ("/api/v1/checkouts", "checkouts", "2026-11-03T08:50:00+00:00")])
-@pytest.mark.parametrize("forged_id", [2**31, 2**63, 10**30, -1])
+@pytest.mark.parametrize("forged_id", [2**31, 2**63, 10**30, -1, 1.5, "7", True])
 def test_a_forged_cursor_with_an_id_out_of_range_is_a_422_not_a_500(client, path, kind, at,
                                                                      forged_id):
     """A cursor is base64 JSON a script can rewrite: an id no key can hold is refused
-    before it reaches the database (SQLite raised OverflowError, a 500, for 2**63)."""
+    before it reaches the database (SQLite raised OverflowError, a 500, for 2**63), and
+    so is one that is no whole number (1.5 was read as 1, "7" as 7)."""
     token = _make(client, "finance", ["balance:read", "audit:read"])
     doc = [kind, [at, forged_id] if at else [forged_id]]
     cursor = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")

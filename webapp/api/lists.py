@@ -136,14 +136,14 @@ def decode_cursor(kind: str, types: tuple) -> tuple | None:
         found, values = doc
         if found != kind or len(values) != len(types):
             raise ValueError(kind)
-        found = tuple(t.fromisoformat(v) if t in (datetime, date) else t(v)
+        found = tuple(t.fromisoformat(v) if t in (datetime, date) else v
                       for t, v in zip(types, values))
         for t, v in zip(types, found):
             if t is datetime and v.tzinfo is None:
                 raise ValueError(v)
             if t in (datetime, date):
                 within("next_page", v)
-            elif not 0 <= v <= LARGEST_ID:
+            elif type(v) is not int or not 0 <= v <= LARGEST_ID:  # 1.5, "7", true: no id
                 raise ValueError(v)
         return found
     except (ValueError, TypeError, OverflowError, json.JSONDecodeError, UnicodeDecodeError):

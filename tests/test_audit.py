@@ -1,13 +1,11 @@
 """The audit trail after real actions against the sandbox, its filters and its CSV."""
 import csv
 import io
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from webapp.clock import FrozenClock
 from webapp.extensions import db
 from webapp.models import AuditEntry
 from webapp.services.trail import SIGN_IN_REFUSED, SIGNED_IN, SIGNED_OUT
@@ -251,13 +249,13 @@ def test_odd_dates_are_a_field_error_not_a_crash(client, auth, app, query):
 
 
 def test_two_processes_on_one_redis_share_the_refusal_limit_and_summary_row(tmp_path, sandbox,
-                                                                             redis_server):
+                                                                             redis_server,
+                                                                             still_clock):
     from webapp.gateway.redis_store import RedisStore
     from .conftest import make_app
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
-    clock = FrozenClock(time.time() // 60 * 60)  # one minute, however slow the run
     apps = [make_app(tmp_path / str(i), SANDBOX=sandbox, STORE=RedisStore(redis_server.url),
-                     DATABASE_URL=shared, CLOCK=clock) for i in range(2)]
+                     DATABASE_URL=shared, CLOCK=still_clock) for i in range(2)]
     clients = [app.test_client() for app in apps]
     for client in clients:
         AuthActions(client).login("viewer")

@@ -265,3 +265,15 @@ def test_two_processes_on_one_redis_share_the_refusal_limit_and_summary_row(tmp_
     with apps[0].app_context():
         rows = _actions().filter_by(user_email="viewer@demo.test").all()
     assert len(rows) == 6 and [r.repeats for r in rows if r.repeats] == [15]
+
+
+def test_actions_keep_their_capitals_on_the_page_and_in_the_filter(client, auth):
+    """"API token created", not "Api token created" (Jinja's ``capitalize`` lowers the
+    rest of the words)."""
+    auth.login("finance")
+    assert client.post("/settings/tokens", data={"name": "month-end", "scopes": ["usage:read"],
+                                                 "days": "7"}).status_code == 201
+    page = client.get("/audit").get_data(as_text=True)
+    assert '<td data-label="Action">API token created</td>' in page
+    assert '<option value="SSO linked">SSO linked</option>' in page
+    assert "Api token" not in page and "Sso" not in page

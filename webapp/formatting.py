@@ -39,6 +39,12 @@ def number(value) -> str:
     return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
 
 
+def heading(text: str) -> str:
+    """A label as the start of a sentence: ``API token created`` and ``SSO linked`` keep
+    their capitals (Jinja's ``capitalize`` lowers them: "Api token created")."""
+    return text[:1].upper() + text[1:]
+
+
 def day(value: datetime | date, zone: ZoneInfo = UTC) -> str:
     """``Mar 1, 2024``: a date as it is, a datetime as its date in ``zone``."""
     if isinstance(value, datetime):
@@ -127,7 +133,7 @@ def init_formatting(app, zone=lambda: UTC):
     """The filters every template uses; ``zone()`` says which time zone dates and times
     are shown in (the app factory hands in ``services.zone.display_zone``)."""
     app.jinja_env.filters.update(
-        money=money, axis_money=axis_money, number=number, countdown=countdown,
+        money=money, axis_money=axis_money, number=number, countdown=countdown, heading=heading,
         day=lambda value: day(value, zone()), clock=lambda value: clock(value, zone()),
         moment=lambda value: moment(value, zone()), stamp=lambda value: stamp(value, zone()),
         in_zone=lambda value: value.astimezone(zone()))

@@ -6,6 +6,7 @@ from wtforms import DateField, IntegerField, SearchField, SelectChoice, SelectFi
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from ..checks import has_control_characters
+from ..formatting import heading
 from ..services.trail import ACTIONS
 
 #: dates the trail can hold; anything else is a typo (and 9999-12-31 + 1 day overflows)
@@ -38,7 +39,7 @@ class AuditFilterForm(FlaskForm):
     start = DayField("From (date)", validators=[Optional(), _sane], name="from")
     end = DayField("To (date)", validators=[Optional(), _sane], name="to")
     action = SelectField("Action", choices=[SelectChoice("", "All actions")] +
-                         [SelectChoice(a, a.capitalize()) for a in ACTIONS],
+                         [SelectChoice(a, heading(a)) for a in ACTIONS],
                          validators=[Optional()])
     user = SearchField("User (email)", validators=[Optional()],
                        filters=[lambda v: (v or "").strip().lower()[:254]],
